@@ -1,0 +1,41 @@
+"""The `authwatch` command line. Each subcommand lives in its own module; this one only dispatches."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from shared.cli import demo, evaluate
+from shared.cli.errors import UsageError
+from shared.logs import configure_cli_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="authwatch",
+        description="Keep legacy authentication shut in Microsoft 365 tenants, continuously.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens, SDK warnings included")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (demo, evaluate):
+        module.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_cli_logging(args.verbose)
+    try:
+        return int(args.run(args) or 0)
+    except UsageError as error:
+        print(f"authwatch {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("authwatch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

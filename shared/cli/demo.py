@@ -1,0 +1,120 @@
+"""`authwatch demo`: a whole monitoring cycle on a simulated fleet, no Azure account needed.
+
+Starts Azurite (real Table storage) and the simulator (token endpoint, Graph, Exchange admin API over HTTPS),
+evaluates every tenant through the same service function the queue worker uses, reads the stored results back and
+prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from contextlib import ExitStack
+from datetime import datetime, timezone
+from typing import Any
+
+from shared.cli.errors import UsageError
+from shared.cli.render import table
+from shared.collect import MicrosoftEndpoints, TenantAccess
+from shared.controls import controls
+from shared.model import Status, format_time
+from shared.service import TenantOutcome, run_cycle
+from shared.storage.results import ResultStore, StoredResult
+
+# The demo's clock: the scripted stories are written relative to this moment.
+DEMO_NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("demo", help="run the monitor over a simulated fleet",
+                                 description="Start Azurite and the simulator, evaluate a scripted fleet, show it.")
+    parser.set_defaults(run=run)
+
+
+def _step(message: str) -> float:
+    print(f"• {message}", flush=True)
+    return time.monotonic()
+
+
+def fleet_access(scenario: dict[str, Any]) -> list[TenantAccess]:
+    app = scenario["app"]
+    return [
+        TenantAccess(tenant_id=tenant["tenantId"], client_id=app["clientId"], client_secret=app["clientSecret"],
+                     display_name=tenant.get("displayName", ""), settings=tenant.get("settings", {}))
+        for tenant in scenario["tenants"]
+    ]
+
+
+async def _cycle(tenants: list[TenantAccess], endpoints: MicrosoftEndpoints,
+                 connection_string: str) -> tuple[list[TenantOutcome], dict[str, list[StoredResult]]]:
+    async with ResultStore.from_connection_string(connection_string) as store:
+        outcomes = await run_cycle(tenants, endpoints, store, now=DEMO_NOW)
+        stored = {access.tenant_id: await store.load(access.tenant_id) for access in tenants}
+    return outcomes, stored
+
+
+def _print_results(outcomes: list[TenantOutcome], stored: dict[str, list[StoredResult]],
+                   stories: dict[str, str]) -> None:
+    """A tenants × controls matrix, then one line per thing that needs a person's attention."""
+    control_ids = [control.id for control in controls()]
+    matrix = []
+    attention = []
+    for outcome in outcomes:
+        by_control = {item.result.control: item.result for item in stored.get(outcome.tenant_id, [])}
+        matrix.append([outcome.display_name] + [str(by_control[c].status) if c in by_control else "-"
+                                                 for c in control_ids])
+        if outcome.failure:
+            attention.append((outcome.display_name, "-", "unknown", outcome.failure))
+        elif outcome.unreachable and outcome.snapshot:
+            error = next(iter(outcome.snapshot.errors.values()))
+            attention.append((outcome.display_name, "(whole tenant)", "unreachable", f"{error.code}: {error.message}"))
+            continue
+        for result in by_control.values():
+            if result.status != Status.PASS:
+                attention.append((outcome.display_name, result.control, str(result.status), result.summary))
+    print()
+    table(["TENANT"] + control_ids, matrix, status_columns=range(1, len(control_ids) + 1))
+    print("\nWhat needs attention:\n")
+    table(("TENANT", "CONTROL", "STATUS", "WHY"), attention, status_columns=(2,))
+    print("\nThe stories behind the fleet:")
+    for outcome in outcomes:
+        print(f"  {outcome.display_name:<20} {stories.get(outcome.tenant_id, '')}")
+    failing = sum(1 for items in stored.values() for item in items if item.result.status == Status.FAIL)
+    print(f"\n{len(outcomes)} tenants evaluated at {format_time(DEMO_NOW)} (simulated clock); "
+          f"{failing} failing controls; results stored in Table storage and read back for this table.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from simulator import Simulator
+    from simulator.azurite import Azurite, AzuriteError
+    from simulator.demo_fleet import demo_fleet
+
+    scenario = demo_fleet()
+    stories = {tenant["tenantId"]: tenant.get("story", "") for tenant in scenario["tenants"]}
+    with ExitStack() as stack:
+        connection_string = os.environ.get("AUTHWATCH_STORAGE_CONNECTION_STRING")
+        if connection_string:
+            _step("Using the storage account from AUTHWATCH_STORAGE_CONNECTION_STRING")
+        else:
+            started = _step("Starting Azurite (local Table + Queue storage)…")
+            try:
+                connection_string = stack.enter_context(Azurite()).connection_string
+            except AzuriteError as error:
+                raise UsageError(str(error)) from None
+            print(f"  ready in {time.monotonic() - started:.1f} s")
+        sim = stack.enter_context(Simulator(scenario))
+        _step(f"Simulated Microsoft cloud (token endpoint, Graph, Exchange admin API) at {sim.url}")
+        endpoints = MicrosoftEndpoints(authority=sim.url, graph=sim.graph_url, exchange=sim.url, ca_bundle=sim.ca_path)
+        tenants = fleet_access(scenario)
+        started = _step(f"Evaluating {len(tenants)} tenants…")
+        outcomes, stored = asyncio.run(_cycle(tenants, endpoints, connection_string))
+        print(f"  done in {time.monotonic() - started:.1f} s")
+        _print_results(outcomes, stored, stories)
+    return 0 if all(outcome.failure is None for outcome in outcomes) else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run(argparse.Namespace()))

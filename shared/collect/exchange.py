@@ -1,0 +1,91 @@
+"""Exchange Online reads through the admin REST `InvokeCommand` endpoint (what ExchangeOnlineManagement v3 uses).
+
+It is undocumented; the request shape, anchor header and paging rule follow platform-facts.md. Paging re-posts the
+same body to `@odata.nextLink`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from shared.collect.errors import http_error, transport_error
+from shared.model import SourceError
+
+MAX_PAGES = 1000
+
+
+@dataclass(frozen=True)
+class ExchangeSource:
+    name: str  # snapshot key under "exchange"
+    cmdlet: str
+    select: tuple[str, ...] = ()  # ask only for what the controls read
+    parameters: dict[str, Any] = field(default_factory=dict)
+    singleton: bool = False  # Get-TransportConfig answers a one-item list; the snapshot keeps the object
+
+
+EXCHANGE_SOURCES: tuple[ExchangeSource, ...] = (
+    ExchangeSource("transportConfig", "Get-TransportConfig", select=("Identity", "SmtpClientAuthenticationDisabled"),
+                   singleton=True),
+)
+
+
+# Exchange's 401/403 are usually bare; what they mean is known (platform-facts.md), so say it.
+_HINTS = {
+    401: "Exchange rejected the token: grant the app the Office 365 Exchange Online application permission "
+         "Exchange.ManageAsApp and admin-consent it in this tenant",
+    403: "Exchange refused the request: the app's service principal needs an Entra role such as Global Reader "
+         "in this tenant (Exchange.ManageAsApp alone is not enough)",
+}
+
+
+def _error_message(body: Any) -> tuple[str, str]:
+    """Exchange hides the useful text in details[], then the inner exception, then the top-level message."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return "", ""
+    code = str(error.get("code") or "")
+    for detail in error.get("details") or []:
+        if isinstance(detail, dict) and detail.get("message"):
+            return code, str(detail["message"])
+    inner = ((error.get("innererror") or {}).get("internalException") or {}).get("message")
+    return code, str(inner or error.get("message") or "")
+
+
+async def read_source(http: httpx.AsyncClient, base_url: str, tenant_id: str, token: str,
+                      source: ExchangeSource) -> tuple[Any, SourceError | None]:
+    url = f"{base_url.rstrip('/')}/adminapi/beta/{tenant_id}/InvokeCommand"
+    params = {"$select": ",".join(source.select)} if source.select else None
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Prefer": "odata.maxpagesize=1000",
+        "X-AnchorMailbox": f"APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{tenant_id}",
+        "X-CmdletName": source.cmdlet,
+        "Accept": "application/json",
+    }
+    body = {"CmdletInput": {"CmdletName": source.cmdlet, "Parameters": source.parameters}}
+    items: list[Any] = []
+    try:
+        for _ in range(MAX_PAGES):
+            response = await http.post(url, params=params, json=body, headers=headers)
+            if response.status_code >= 400:
+                try:
+                    payload = response.json()
+                except ValueError:
+                    payload = None  # 403s from Exchange are often bare
+                code, message = _error_message(payload)
+                hint = _HINTS.get(response.status_code, response.reason_phrase)
+                return None, http_error(response.status_code, code, message or hint)
+            payload = response.json()
+            items.extend(payload.get("value") or [])
+            next_link = payload.get("@odata.nextLink")
+            if not next_link:
+                break
+            url, params = next_link, None  # the nextLink already carries the query
+    except Exception as error:  # noqa: BLE001 - errors are values at the edge
+        return None, transport_error(error)
+    if source.singleton:
+        return (items[0] if items else {}), None
+    return items, None

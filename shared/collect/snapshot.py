@@ -1,0 +1,101 @@
+"""Collect one tenant into a TenantSnapshot: every source concurrently, each failure recorded, nothing raised."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from shared.collect import exchange, graph
+from shared.collect.connection import EXCHANGE_SCOPE, GRAPH_SCOPE, MicrosoftEndpoints, TenantAccess
+from shared.collect.errors import token_error
+from shared.model import SourceError, TenantSnapshot
+
+
+def _graph_client(credential: Any, endpoints: MicrosoftEndpoints, http: httpx.AsyncClient) -> Any:
+    from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
+    from msgraph import GraphServiceClient
+    from msgraph.graph_request_adapter import GraphRequestAdapter
+
+    host = httpx.URL(endpoints.graph).host
+    auth = AzureIdentityAuthenticationProvider(credential, scopes=[GRAPH_SCOPE], allowed_hosts=[host])
+    adapter = GraphRequestAdapter(auth, client=http)
+    adapter.base_url = endpoints.graph
+    return GraphServiceClient(request_adapter=adapter)
+
+
+async def _token(credential: Any, scope: str) -> tuple[str | None, SourceError | None]:
+    try:
+        return (await credential.get_token(scope)).token, None
+    except Exception as error:  # noqa: BLE001 - a tenant that refuses us is a result, not a crash
+        return None, token_error(error)
+
+
+async def _collect_graph(credential: Any, endpoints: MicrosoftEndpoints, http: httpx.AsyncClient,
+                         graph_data: dict[str, Any], errors: dict[str, SourceError]) -> None:
+    # Ask for the token once up front: if the tenant refuses us, every Graph source fails the same way.
+    _, failure = await _token(credential, GRAPH_SCOPE)
+    if failure:
+        errors.update({f"graph.{source.name}": failure for source in graph.GRAPH_SOURCES})
+        return
+    client = _graph_client(credential, endpoints, http)
+    answers = await asyncio.gather(*(graph.read_source(client, source) for source in graph.GRAPH_SOURCES))
+    for source, (value, error) in zip(graph.GRAPH_SOURCES, answers):
+        if error:
+            errors[f"graph.{source.name}"] = error
+        else:
+            graph_data[source.name] = value
+
+
+async def _collect_exchange(credential: Any, access: TenantAccess, endpoints: MicrosoftEndpoints,
+                            http: httpx.AsyncClient, exchange_data: dict[str, Any],
+                            errors: dict[str, SourceError]) -> None:
+    token, failure = await _token(credential, EXCHANGE_SCOPE)
+    if failure or token is None:
+        errors.update({f"exchange.{source.name}": failure for source in exchange.EXCHANGE_SOURCES if failure})
+        return
+    answers = await asyncio.gather(*(
+        exchange.read_source(http, endpoints.exchange, access.tenant_id, token, source)
+        for source in exchange.EXCHANGE_SOURCES
+    ))
+    for source, (value, error) in zip(exchange.EXCHANGE_SOURCES, answers):
+        if error:
+            errors[f"exchange.{source.name}"] = error
+        else:
+            exchange_data[source.name] = value
+
+
+async def collect_tenant(access: TenantAccess, endpoints: MicrosoftEndpoints, *, now: datetime,
+                         http: httpx.AsyncClient | None = None) -> TenantSnapshot:
+    """One live snapshot of a tenant. `http` lets a fleet share one connection pool; `now` stamps the snapshot."""
+    own_http = http is None
+    http = http or _new_http(endpoints)
+    credential = access.credential(endpoints)
+    graph_data: dict[str, Any] = {}
+    exchange_data: dict[str, Any] = {}
+    errors: dict[str, SourceError] = {}
+    try:
+        await asyncio.gather(
+            _collect_graph(credential, endpoints, http, graph_data, errors),
+            _collect_exchange(credential, access, endpoints, http, exchange_data, errors),
+        )
+    finally:
+        await credential.close()
+        if own_http:
+            await http.aclose()
+    return TenantSnapshot(
+        tenant_id=access.tenant_id,
+        collected_at=now,
+        settings=dict(access.settings),
+        graph=graph_data,
+        exchange=exchange_data,
+        errors=dict(sorted(errors.items())),
+    )
+
+
+def _new_http(endpoints: MicrosoftEndpoints) -> httpx.AsyncClient:
+    from shared.collect.connection import http_client
+
+    return http_client(endpoints)

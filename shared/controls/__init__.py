@@ -1,0 +1,22 @@
+"""The control catalogue. Importing this package registers every control module listed in CATALOGUE, in order."""
+
+from __future__ import annotations
+
+import importlib
+
+from shared.controls.base import Control, registered
+
+# Catalogue order is the order results are reported in (controls.md numbering).
+CATALOGUE = (
+    "entra_legacy_auth_blocked",
+    "exo_smtp_auth_disabled",
+)
+
+for _module in CATALOGUE:
+    importlib.import_module(f"shared.controls.{_module}")
+
+
+def controls() -> list[Control]:
+    """Every registered control, in catalogue order."""
+    catalogue = registered()
+    return [catalogue[control_id] for control_id in CATALOGUE]

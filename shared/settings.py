@@ -1,0 +1,39 @@
+"""App settings, read once from the environment (Functions app settings, or the shell for the CLI)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+from shared.collect import MicrosoftEndpoints
+
+
+class SettingsError(ValueError):
+    """A required setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage_connection_string: str
+    endpoints: MicrosoftEndpoints
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        # Functions always has AzureWebJobsStorage; a separate account for authwatch's data is optional.
+        storage = env.get("AUTHWATCH_STORAGE_CONNECTION_STRING") or env.get("AzureWebJobsStorage")
+        if not storage:
+            raise SettingsError("AUTHWATCH_STORAGE_CONNECTION_STRING (or AzureWebJobsStorage) is not set")
+        defaults = MicrosoftEndpoints()
+        endpoints = MicrosoftEndpoints(
+            authority=env.get("AUTHWATCH_AUTHORITY_HOST", defaults.authority),
+            graph=env.get("AUTHWATCH_GRAPH_URL", defaults.graph),
+            exchange=env.get("AUTHWATCH_EXCHANGE_URL", defaults.exchange),
+            ca_bundle=env.get("AUTHWATCH_CA_BUNDLE") or None,
+        )
+        for name, url in (("AUTHWATCH_AUTHORITY_HOST", endpoints.authority), ("AUTHWATCH_GRAPH_URL", endpoints.graph),
+                          ("AUTHWATCH_EXCHANGE_URL", endpoints.exchange)):
+            if not url.startswith("https://"):
+                raise SettingsError(f"{name} must be an https:// URL (azure-identity refuses anything else): {url!r}")
+        return cls(storage_connection_string=storage, endpoints=endpoints)

@@ -1,0 +1,348 @@
+"""Microsoft Graph v1.0: the handful of endpoints authwatch reads, plus ``$batch`` and ``sendMail``.
+
+Handlers are transport-independent (they take a ``GraphCall`` and return a ``SimResponse``) so a
+``$batch`` item goes through exactly the same routing, fault injection, permission and licence
+checks as a direct request, and is counted under its own endpoint key.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+from .odata import ODataError, decode_skiptoken, encode_skiptoken, matches, parse_filter, parse_select, select
+from .state import Fault, SimResponse, SimState
+
+ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+MAX_BATCH = 20
+AUDIT_PAGE_CAP = 1000  # documented maximum $top of signIns/directoryAudits
+OTHER_PAGE_CAP = 999  # directory collections cap $top at 999
+
+
+@dataclass
+class GraphContext:
+    state: SimState
+    base_url: str  # https://127.0.0.1:PORT
+
+    @property
+    def graph_url(self) -> str:
+        return f"{self.base_url}/v1.0"
+
+
+@dataclass
+class GraphCall:
+    tenant_id: str
+    method: str
+    path: str  # below /v1.0, e.g. "/auditLogs/signIns"
+    query: dict[str, str]
+    body: Any = None
+    params: dict[str, str] = field(default_factory=dict)
+    client_request_id: str | None = None
+
+
+Handler = Callable[[GraphContext, GraphCall], "SimResponse | Awaitable[SimResponse]"]
+
+
+def graph_error(status: int, code: str, message: str, client_request_id: str | None = None,
+                headers: dict[str, str] | None = None) -> SimResponse:
+    inner = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+             "request-id": str(uuid.uuid4()), "client-request-id": client_request_id or str(uuid.uuid4())}
+    return SimResponse(status, {"error": {"code": code, "message": message, "innerError": inner}},
+                       {"Content-Type": "application/json", **(headers or {})})
+
+
+def ok(body: Any, status: int = 200) -> SimResponse:
+    return SimResponse(status, body, {"Content-Type": ODATA_JSON, "OData-Version": "4.0", "Cache-Control": "no-cache"})
+
+
+def not_found(call: GraphCall, what: str) -> SimResponse:
+    return graph_error(404, "Request_ResourceNotFound",
+                       f"Resource '{what}' does not exist or one of its queried reference-property objects are "
+                       "not present.", call.client_request_id)
+
+
+def _check_options(call: GraphCall, allowed: set[str]) -> None:
+    for name in call.query:
+        if name.startswith("$") and name.lower() not in allowed:
+            raise ODataError(f"Query option '{name}' is not supported on {call.path} by the simulator.")
+
+
+def _context(ctx: GraphContext, entity_set: str, fields: list[str] | None, suffix: str = "") -> str:
+    sel = f"({','.join(fields)})" if fields else ""
+    return f"{ctx.graph_url}/$metadata#{entity_set}{sel}{suffix}"
+
+
+def _page(ctx: GraphContext, call: GraphCall, items: list[dict[str, Any]], cap: int,
+          entity_set: str) -> SimResponse:
+    """Serve one page of ``items`` with an absolute ``@odata.nextLink`` while more remain."""
+    fields = parse_select(call.query.get("$select"))
+    size = ctx.state.scenario["pageSize"]["graph"]
+    if "$top" in call.query:
+        try:
+            size = int(call.query["$top"])
+        except ValueError:
+            raise ODataError(f"Invalid value '{call.query['$top']}' for $top: an integer is required.") from None
+        if size < 1:
+            raise ODataError("Invalid value for $top: it must be a positive integer.")
+    size = min(size, cap)
+    scope = f"{call.tenant_id}{call.path.lower()}"
+    offset = decode_skiptoken(call.query["$skiptoken"], scope) if "$skiptoken" in call.query else 0
+    chunk = items[offset: offset + size]
+    body: dict[str, Any] = {"@odata.context": _context(ctx, entity_set, fields)}
+    if offset + size < len(items):
+        rest = {k: v for k, v in call.query.items() if k != "$skiptoken"}
+        rest["$skiptoken"] = encode_skiptoken(offset + size, scope)
+        # Keep "$" and "," readable like Graph does; everything else percent-encoded.
+        body["@odata.nextLink"] = f"{ctx.graph_url}{call.path}?{urlencode(rest, quote_via=quote, safe='$,')}"
+    body["value"] = [select(copy.deepcopy(r), fields) for r in chunk]
+    return ok(body)
+
+
+# -- handlers ----------------------------------------------------------------------------------------
+def h_organization(ctx: GraphContext, call: GraphCall) -> SimResponse:
+    _check_options(call, {"$select"})
+    fields = parse_select(call.query.get("$select"))
+    with ctx.state.lock:
+        org = copy.deepcopy(ctx.state.tenant(call.tenant_id)["graph"]["organization"])
+    org.setdefault("id", call.tenant_id)
+    if "id" in call.params:
+        if call.params["id"].lower() != str(org["id"]).lower():
+            return not_found(call, call.params["id"])
+        return ok({"@odata.context": _context(ctx, "organization", fields, "/$entity"), **select(org, fields)})
+    return ok({"@odata.context": _context(ctx, "organization", fields), "value": [select(org, fields)]})
+
+
+def _entity(section: str, entity_set: str) -> Handler:
+    def handler(ctx: GraphContext, call: GraphCall) -> SimResponse:
+        _check_options(call, {"$select"})
+        fields = parse_select(call.query.get("$select"))
+        with ctx.state.lock:
+            obj = copy.deepcopy(ctx.state.tenant(call.tenant_id)["graph"][section])
+        # Fields at top level next to @odata.context: what msgraph-sdk deserialises.
+        return ok({"@odata.context": _context(ctx, entity_set, fields, "/$entity"), **select(obj, fields)})
+    return handler
+
+
+def h_ca_policies(ctx: GraphContext, call: GraphCall) -> SimResponse:
+    entity_set = "identity/conditionalAccess/policies"
+    with ctx.state.lock:
+        policies = ctx.state.tenant(call.tenant_id)["graph"]["conditionalAccessPolicies"]
+        if "id" in call.params:
+            _check_options(call, {"$select"})
+            fields = parse_select(call.query.get("$select"))
+            for p in policies:
+                if str(p.get("id", "")).lower() == call.params["id"].lower():
+                    return ok({"@odata.context": _context(ctx, entity_set, fields, "/$entity"),
+                               **select(copy.deepcopy(p), fields)})
+            return not_found(call, call.params["id"])
+        _check_options(call, {"$select", "$top", "$skiptoken"})
+        return _page(ctx, call, policies, OTHER_PAGE_CAP, entity_set)
+
+
+def _audit_log(item: str, date_field: str, string_fields: tuple[str, ...], entity_set: str) -> Handler:
+    filter_fields = {date_field: "datetime", **{f: "string" for f in string_fields}}
+
+    def handler(ctx: GraphContext, call: GraphCall) -> SimResponse:
+        with ctx.state.lock:
+            tenant = ctx.state.tenant(call.tenant_id)
+            if not tenant["licensed"]:
+                return graph_error(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                                   "Neither tenant is B2C or tenant doesn't have premium license",
+                                   call.client_request_id)
+            records = ctx.state.sorted_records(call.tenant_id, item)
+            if "id" in call.params:
+                _check_options(call, {"$select"})
+                fields = parse_select(call.query.get("$select"))
+                for _, rec in records:
+                    if str(rec.get("id", "")) == call.params["id"]:
+                        return ok({"@odata.context": _context(ctx, entity_set, fields, "/$entity"),
+                                   **select(copy.deepcopy(rec), fields)})
+                return not_found(call, call.params["id"])
+            _check_options(call, {"$select", "$top", "$skiptoken", "$filter"})
+            if "$filter" in call.query:
+                clauses = parse_filter(call.query["$filter"], filter_fields)
+                chosen = [rec for ts, rec in records if matches(rec, clauses, {date_field: ts})]
+            else:
+                chosen = [rec for _, rec in records]
+            return _page(ctx, call, chosen, AUDIT_PAGE_CAP, entity_set)
+    return handler
+
+
+def h_send_mail(ctx: GraphContext, call: GraphCall) -> SimResponse:
+    body = call.body
+    if not isinstance(body, dict) or not isinstance(body.get("message"), dict):
+        return graph_error(400, "ErrorInvalidRequest", "Cannot read the request body: 'message' is required.",
+                           call.client_request_id)
+    with ctx.state.lock:
+        ctx.state.sent_mail.append({"tenant": call.tenant_id, "sender": call.params["id"],
+                                    "message": copy.deepcopy(body["message"]),
+                                    "saveToSentItems": body.get("saveToSentItems", True)})
+    return SimResponse(202, None, {})
+
+
+async def h_batch(ctx: GraphContext, call: GraphCall) -> SimResponse:
+    """JSON batching: items run in order through ``dispatch``; the batch is 200 even if items fail."""
+    body = call.body
+    reqs = body.get("requests") if isinstance(body, dict) else None
+    if not isinstance(reqs, list) or not reqs:
+        return graph_error(400, "BadRequest", "Invalid batch payload format: 'requests' must be a non-empty array.",
+                           call.client_request_id)
+    if len(reqs) > MAX_BATCH:
+        return graph_error(400, "BadRequest", f"The number of requests in a batch cannot exceed {MAX_BATCH}.",
+                           call.client_request_id)
+    seen: set[str] = set()
+    for item in reqs:
+        rid = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(rid, str) or not rid or not isinstance(item.get("method"), str) \
+                or not isinstance(item.get("url"), str):
+            return graph_error(400, "BadRequest",
+                               "Invalid batch payload format: each request needs string 'id', 'method' and 'url'.",
+                               call.client_request_id)
+        if rid in seen:
+            return graph_error(400, "BadRequest", f"Batch request ids must be unique: '{rid}' is duplicated.",
+                               call.client_request_id)
+        url = item["url"]
+        if urlsplit(url).scheme or url.startswith("//"):
+            return graph_error(400, "BadRequest",
+                               f"Invalid request URL in batch request '{rid}': urls must be relative (e.g. "
+                               "'/organization'), not absolute.", call.client_request_id)
+        deps = item.get("dependsOn", [])
+        if not isinstance(deps, list) or any(d not in seen for d in deps):
+            return graph_error(400, "BadRequest",
+                               f"Batch request '{rid}' has a 'dependsOn' that does not name an earlier request.",
+                               call.client_request_id)
+        seen.add(rid)
+
+    responses: list[dict[str, Any]] = []
+    status_by_id: dict[str, int] = {}
+    for item in reqs:
+        rid, method = item["id"], item["method"].upper()
+        parts = urlsplit(item["url"] if item["url"].startswith("/") else "/" + item["url"])
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        failed = [d for d in item.get("dependsOn", []) if status_by_id.get(d, 500) >= 400]
+        if failed:
+            key = route(method, parts.path)[0]
+            resp = graph_error(424, "FailedDependency", f"Dependent request '{failed[0]}' failed.",
+                               call.client_request_id)
+        else:
+            sub = GraphCall(call.tenant_id, method, parts.path, query, item.get("body"),
+                            client_request_id=call.client_request_id)
+            key, resp = await dispatch(ctx, sub)
+        ctx.state.record(key, call.tenant_id, method, "/v1.0" + parts.path, parts.query, resp.status)
+        status_by_id[rid] = resp.status
+        entry: dict[str, Any] = {"id": rid, "status": resp.status,
+                                 "headers": {k: v for k, v in resp.headers.items() if k != "OData-Version"}}
+        if resp.body is not None:
+            entry["body"] = resp.body
+        responses.append(entry)
+    return SimResponse(200, {"responses": responses}, {"Content-Type": "application/json"})
+
+
+# -- routing -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Route:
+    pattern: re.Pattern[str]
+    key: str
+    method: str
+    handler: Handler
+    permissions: tuple[str, ...]  # any one of them suffices; () = no check
+
+
+def _r(path: str, key: str, handler: Handler, perms: tuple[str, ...], method: str = "GET") -> Route:
+    return Route(re.compile(f"^{path}/?$", re.IGNORECASE), key, method, handler, perms)
+
+
+_ORG = ("Organization.Read.All", "Directory.Read.All")
+_POLICY = ("Policy.Read.All",)
+_AUDIT = ("AuditLog.Read.All",)
+ROUTES: tuple[Route, ...] = (
+    _r(r"/organization", "graph.organization", h_organization, _ORG),
+    _r(r"/organization/(?P<id>[^/]+)", "graph.organization", h_organization, _ORG),
+    _r(r"/policies/identitySecurityDefaultsEnforcementPolicy", "graph.securityDefaults",
+       _entity("securityDefaults", "policies/identitySecurityDefaultsEnforcementPolicy"), _POLICY),
+    _r(r"/identity/conditionalAccess/policies", "graph.conditionalAccessPolicies", h_ca_policies, _POLICY),
+    _r(r"/identity/conditionalAccess/policies/(?P<id>[^/]+)", "graph.conditionalAccessPolicies", h_ca_policies,
+       _POLICY),
+    _r(r"/admin/sharepoint/settings", "graph.sharepointSettings",
+       _entity("sharepointSettings", "admin/sharepoint/settings"),
+       ("SharePointTenantSettings.Read.All", "SharePointTenantSettings.ReadWrite.All")),
+    _r(r"/auditLogs/signIns", "graph.signIns",
+       _audit_log("signIns", "createdDateTime", ("clientAppUsed", "userPrincipalName", "appId"), "auditLogs/signIns"),
+       _AUDIT),
+    _r(r"/auditLogs/signIns/(?P<id>[^/]+)", "graph.signIns",
+       _audit_log("signIns", "createdDateTime", (), "auditLogs/signIns"), _AUDIT),
+    _r(r"/auditLogs/directoryAudits", "graph.directoryAudits",
+       _audit_log("directoryAudits", "activityDateTime", ("loggedByService", "category", "activityDisplayName"),
+                  "auditLogs/directoryAudits"), _AUDIT),
+    _r(r"/auditLogs/directoryAudits/(?P<id>[^/]+)", "graph.directoryAudits",
+       _audit_log("directoryAudits", "activityDateTime", (), "auditLogs/directoryAudits"), _AUDIT),
+    _r(r"/\$batch", "graph.batch", h_batch, (), method="POST"),
+    _r(r"/users/(?P<id>[^/]+)/sendMail", "graph.sendMail", h_send_mail, ("Mail.Send",), method="POST"),
+)
+
+
+def route(method: str, path: str) -> tuple[str, Route | None, dict[str, str], bool]:
+    """Return (endpoint key, route, path params, method_ok); key is ``graph.unknown`` when no path matches."""
+    for r in ROUTES:
+        m = r.pattern.match(path)
+        if m:
+            return r.key, r, m.groupdict(), method.upper() == r.method
+    return "graph.unknown", None, {}, False
+
+
+def fault_response(fault: Fault, default: SimResponse) -> SimResponse:
+    """Turn an injected fault into a response; without an explicit body use the Graph-shaped default."""
+    headers = dict(default.headers) if not fault.has_body else {"Content-Type": "application/json"}
+    if fault.retry_after is not None:
+        headers["Retry-After"] = str(int(fault.retry_after) if float(fault.retry_after).is_integer()
+                                     else fault.retry_after)
+    body = fault.body if fault.has_body else default.body
+    return SimResponse(fault.status or 500, body, headers)
+
+
+def default_graph_fault(status: int, crid: str | None) -> SimResponse:
+    codes = {429: ("TooManyRequests", "Please retry again later."),
+             503: ("serviceNotAvailable", "The service is temporarily unavailable. Please retry later."),
+             504: ("UnknownError", "The gateway timed out."),
+             500: ("InternalServerError", "An internal server error occurred."),
+             403: ("Authorization_RequestDenied", "Insufficient privileges to complete the operation."),
+             401: ("InvalidAuthenticationToken", "Access token validation failure."),
+             404: ("Request_ResourceNotFound", "Resource not found.")}
+    code, msg = codes.get(status, ("BadRequest" if status < 500 else "UnknownError", f"Injected fault {status}."))
+    return graph_error(status, code, msg, crid)
+
+
+async def dispatch(ctx: GraphContext, call: GraphCall) -> tuple[str, SimResponse]:
+    """Route an authenticated call: fault injection, then permission, then the handler."""
+    key, r, params, method_ok = route(call.method, call.path)
+    if r is None:
+        seg = call.path.strip("/").split("/")[0] or call.path
+        return key, graph_error(404, "Request_ResourceNotFound", f"Resource not found for the segment '{seg}'.",
+                                call.client_request_id)
+    if not method_ok:
+        return key, graph_error(405, "Request_BadRequest",
+                                "Specified HTTP method is not allowed for the request target.", call.client_request_id)
+    call.params = params
+    fault = ctx.state.take_fault(call.tenant_id, key)
+    if fault is not None:
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.status is not None:
+            return key, fault_response(fault, default_graph_fault(fault.status, call.client_request_id))
+    if r.permissions:
+        with ctx.state.lock:
+            granted = set(ctx.state.tenant(call.tenant_id)["permissions"])
+        if not granted.intersection(r.permissions):
+            return key, graph_error(403, "Authorization_RequestDenied",
+                                    "Insufficient privileges to complete the operation.", call.client_request_id)
+    try:
+        result = r.handler(ctx, call)
+        resp = await result if asyncio.iscoroutine(result) else result
+    except ODataError as exc:
+        resp = graph_error(400, "BadRequest", str(exc), call.client_request_id)
+    return key, resp  # type: ignore[return-value]

@@ -1,0 +1,367 @@
+"""Scenario loading, validation and Microsoft defaults.
+
+A scenario is plain JSON so tests and the demo can write it by hand. ``load_scenario`` returns a
+*normalised deep copy*: every optional section is filled with the default a fresh Microsoft 365
+tenant would show, so ``Simulator.update_tenant`` callbacks can mutate any part of it (for example
+``t["graph"]["conditionalAccessPolicies"].append(...)``) without first checking it exists.
+Validation is strict on purpose: a typo in a scenario should fail loudly with the field named,
+not silently serve a default.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+#: Endpoint keys used by request_counts, requests_log and fault injection. Exchange keys are
+#: ``exchange.<CmdletName>`` and are checked by prefix only (any cmdlet name may be faulted).
+GRAPH_KEYS = (
+    "graph.organization",
+    "graph.securityDefaults",
+    "graph.conditionalAccessPolicies",
+    "graph.sharepointSettings",
+    "graph.signIns",
+    "graph.directoryAudits",
+    "graph.batch",
+    "graph.sendMail",
+)
+ENDPOINT_KEYS = ("token", *GRAPH_KEYS)
+
+#: Application permissions granted to the app when a tenant does not list ``permissions``.
+#: Graph permissions gate Graph endpoints (403 Authorization_RequestDenied when missing);
+#: Exchange.ManageAsApp gates InvokeCommand (401 when missing, as the real service does).
+DEFAULT_PERMISSIONS = (
+    "Organization.Read.All",
+    "Policy.Read.All",
+    "SharePointTenantSettings.Read.All",
+    "AuditLog.Read.All",
+    "Mail.Send",
+    "Exchange.ManageAsApp",
+)
+
+GRAPH_ITEMS = {
+    "organization": dict,
+    "securityDefaults": dict,
+    "conditionalAccessPolicies": list,
+    "sharepointSettings": dict,
+    "signIns": list,
+    "directoryAudits": list,
+}
+EXCHANGE_ITEMS = {
+    "organizationConfig": dict,
+    "transportConfig": dict,
+    "authenticationPolicies": list,
+    "casMailboxes": list,
+    "casMailboxPlans": list,
+    "users": list,
+}
+TENANT_KEYS = {
+    "tenantId", "displayName", "app", "consent", "exchangeRole", "licensed", "permissions",
+    "graph", "exchange", "faults",
+}
+TOP_KEYS = {"app", "tenants", "pageSize", "tokenLifetime"}
+FAULT_KEYS = {"status", "times", "body", "retryAfter", "delay"}
+
+DEFAULT_PAGE_SIZE = {"graph": 100, "exchange": 1000}
+DEFAULT_TOKEN_LIFETIME = 3599
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower()) or "tenant"
+
+
+def initial_domain(tenant: dict[str, Any]) -> str:
+    """The tenant's ``*.onmicrosoft.com`` domain (from verifiedDomains when given)."""
+    org = tenant.get("graph", {}).get("organization") or {}
+    for dom in org.get("verifiedDomains") or []:
+        if isinstance(dom, dict) and dom.get("isInitial") and dom.get("name"):
+            return str(dom["name"])
+    name = tenant.get("displayName") or f"tenant{tenant['tenantId'][:8]}"
+    return f"{_slug(name)}.onmicrosoft.com"
+
+
+def default_graph(tenant: dict[str, Any], item: str) -> Any:
+    """What Graph serves for a tenant whose scenario omits ``graph.<item>``."""
+    tid = tenant["tenantId"]
+    if item == "organization":
+        domain = initial_domain(tenant)
+        return {
+            "id": tid,
+            "displayName": tenant.get("displayName") or domain.split(".")[0],
+            "tenantType": "AAD",
+            "countryLetterCode": "US",
+            "createdDateTime": "2020-01-01T00:00:00Z",
+            "onPremisesSyncEnabled": None,
+            "technicalNotificationMails": [f"admin@{domain}"],
+            "verifiedDomains": [
+                {"capabilities": "Email, OfficeCommunicationsOnline", "isDefault": True, "isInitial": True,
+                 "name": domain, "type": "Managed"},
+            ],
+        }
+    if item == "securityDefaults":
+        # Tenants created before Oct 2019 (or that turned it off) show isEnabled false; a monitor of
+        # legacy auth mostly meets those, so "off" is the more useful default.
+        return {
+            "id": "00000000-0000-0000-0000-000000000005",
+            "displayName": "Security Defaults",
+            "description": "Security defaults is a set of basic identity security mechanisms recommended by Microsoft.",
+            "isEnabled": False,
+        }
+    if item == "sharepointSettings":
+        # SharePoint Online ships with LegacyAuthProtocolsEnabled = $true.
+        return {
+            "allowedDomainGuidsForSyncApp": [],
+            "availableManagedPathsForSiteCreation": ["/sites/", "/teams/"],
+            "deletedUserPersonalSiteRetentionPeriodInDays": 30,
+            "excludedFileExtensionsForSyncApp": [],
+            "idleSessionSignOut": {"isEnabled": False, "warnAfterInSeconds": 0, "signOutAfterInSeconds": 0},
+            "imageTaggingOption": "basic",
+            "isCommentingOnSitePagesEnabled": True,
+            "isFileActivityNotificationEnabled": True,
+            "isLegacyAuthProtocolsEnabled": True,
+            "isLoopEnabled": True,
+            "isMacSyncAppEnabled": True,
+            "isRequireAcceptingUserToMatchInvitedUserEnabled": True,
+            "isResharingByExternalUsersEnabled": False,
+            "isSharePointMobileNotificationEnabled": True,
+            "isSharePointNewsfeedEnabled": True,
+            "isSiteCreationEnabled": True,
+            "isSiteCreationUIEnabled": True,
+            "isSitePagesCreationEnabled": True,
+            "isSitesStorageLimitAutomatic": True,
+            "isSyncButtonHiddenOnPersonalSite": False,
+            "isUnmanagedSyncAppForTenantRestricted": False,
+            "personalSiteDefaultStorageLimitInMB": 1048576,
+            "sharingAllowedDomainList": [],
+            "sharingBlockedDomainList": [],
+            "sharingCapability": "externalUserAndGuestSharing",
+            "sharingDomainRestrictionMode": "none",
+            "siteCreationDefaultManagedPath": "/sites/",
+            "siteCreationDefaultStorageLimitInMB": 26214400,
+            "tenantDefaultTimezone": "(UTC) Coordinated Universal Time",
+        }
+    return []  # collections: no CA policies, no sign-ins, no audit events
+
+
+def default_exchange(tenant: dict[str, Any], item: str) -> Any:
+    """What Exchange Online serves for a tenant whose scenario omits ``exchange.<item>``."""
+    domain = initial_domain(tenant)
+    if item == "organizationConfig":
+        # No org-wide default authentication policy; modern auth on (the default since 2017).
+        return {"Name": domain, "Identity": domain, "DefaultAuthenticationPolicy": None,
+                "OAuth2ClientProfileEnabled": True}
+    if item == "transportConfig":
+        # Organisations created after January 2020 have SMTP AUTH disabled org-wide.
+        return {"Identity": "Transport Settings", "SmtpClientAuthenticationDisabled": True}
+    return []
+
+
+def parse_datetime(value: Any) -> datetime:
+    """Parse an ISO 8601 timestamp as Graph writes it (7 fractional digits, ``Z``); aware UTC."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO 8601 string, got {value!r}")
+    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?)(\.\d+)?(Z|[+-]\d{2}:?\d{2})?", value.strip())
+    if not m:
+        raise ValueError(f"not an ISO 8601 date-time: {value!r}")
+    base, frac, tz = m.groups()
+    # datetime keeps microseconds only: truncate Graph's 7th (100 ns) digit instead of rounding.
+    text = base + ("." + frac[1:7].ljust(6, "0") if frac else "")
+    if tz in (None, "Z"):
+        tz = "+00:00"
+    dt = datetime.fromisoformat(text + tz)
+    return dt.astimezone(timezone.utc)
+
+
+class _Checker:
+    """Collects the path of the field being checked so errors name it (``tenants[2].faults.x``)."""
+
+    def fail(self, where: str, msg: str) -> None:
+        raise ValueError(f"scenario: {where}: {msg}")
+
+    def typ(self, where: str, value: Any, kind: type | tuple[type, ...], what: str) -> None:
+        # bool is an int subclass; never accept True where a number is wanted.
+        if isinstance(value, bool) and kind in (int, float, (int, float)):
+            self.fail(where, f"must be {what}, got {value!r}")
+        if not isinstance(value, kind):
+            self.fail(where, f"must be {what}, got {type(value).__name__} {_short(value)}")
+
+    def keys(self, where: str, obj: dict[str, Any], allowed: set[str], extensible: bool = False) -> None:
+        """Reject unknown keys. ``extensible`` objects (top level, tenant) may carry the caller's own
+        metadata (e.g. a demo's ``"story"``), but a key that looks like a typo of a known field
+        (``licenced``) is still an error, since it would otherwise silently serve the default."""
+        for key in obj:
+            if key.startswith("_") or key == "$schema" or key in allowed:
+                continue  # "_..." keys are comments
+            name = f"{where}.{key}" if where else key
+            if not extensible:
+                self.fail(name, f"unknown field (allowed: {', '.join(sorted(allowed))})")
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.75) or [
+                a for a in allowed if a.lower() == key.lower()]
+            if close:
+                self.fail(name, f"unknown field; did you mean '{close[0]}'?")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_app(c: _Checker, where: str, app: Any) -> None:
+    c.typ(where, app, dict, "an object {clientId, clientSecret}")
+    c.keys(where, app, {"clientId", "clientSecret"})
+    for field in ("clientId", "clientSecret"):
+        val = app.get(field)
+        if not isinstance(val, str) or not val.strip():
+            c.fail(f"{where}.{field}", "required non-empty string")
+
+
+def is_endpoint_key(key: str) -> bool:
+    if key in ENDPOINT_KEYS:
+        return True
+    return key.startswith("exchange.") and len(key) > len("exchange.")
+
+
+def _check_fault(c: _Checker, where: str, fault: Any) -> None:
+    c.typ(where, fault, dict, "an object {status, times, body, retryAfter, delay}")
+    c.keys(where, fault, FAULT_KEYS)
+    if "status" in fault:
+        c.typ(f"{where}.status", fault["status"], int, "an HTTP status code")
+        if not 100 <= fault["status"] <= 599:
+            c.fail(f"{where}.status", f"must be 100..599, got {fault['status']}")
+    elif "delay" not in fault:
+        c.fail(f"{where}.status", "required (unless the fault is only a 'delay')")
+    if "times" in fault and fault["times"] is not None:
+        c.typ(f"{where}.times", fault["times"], int, "a positive integer")
+        if fault["times"] < 1:
+            c.fail(f"{where}.times", "must be >= 1 (omit it for a permanent fault)")
+    for field in ("retryAfter", "delay"):
+        if field in fault:
+            c.typ(f"{where}.{field}", fault[field], (int, float), "a number of seconds")
+            if fault[field] < 0:
+                c.fail(f"{where}.{field}", "must be >= 0")
+
+
+def normalize_tenant(tenant: Any, where: str = "tenant") -> dict[str, Any]:
+    """Validate one tenant and return a deep copy with every default filled in."""
+    c = _Checker()
+    c.typ(where, tenant, dict, "an object")
+    c.keys(where, tenant, TENANT_KEYS, extensible=True)
+    t = copy.deepcopy(tenant)
+    tid = t.get("tenantId")
+    if not isinstance(tid, str) or not GUID_RE.match(tid):
+        c.fail(f"{where}.tenantId", f"required GUID, got {_short(tid)}")
+    t["tenantId"] = tid.lower()
+    if "displayName" in t and t["displayName"] is not None:
+        c.typ(f"{where}.displayName", t["displayName"], str, "a string")
+    if "app" in t and t["app"] is not None:
+        _check_app(c, f"{where}.app", t["app"])
+    for flag in ("consent", "exchangeRole", "licensed"):
+        t.setdefault(flag, True)
+        c.typ(f"{where}.{flag}", t[flag], bool, "true or false")
+    perms = t.setdefault("permissions", list(DEFAULT_PERMISSIONS))
+    c.typ(f"{where}.permissions", perms, list, "a list of app role names")
+    for i, p in enumerate(perms):
+        c.typ(f"{where}.permissions[{i}]", p, str, "a string")
+
+    for section, items, default in (("graph", GRAPH_ITEMS, default_graph),
+                                    ("exchange", EXCHANGE_ITEMS, default_exchange)):
+        sec = t.setdefault(section, {})
+        c.typ(f"{where}.{section}", sec, dict, "an object")
+        c.keys(f"{where}.{section}", sec, set(items))
+        for item, kind in items.items():
+            if sec.get(item) is None:
+                sec[item] = default(t, item)
+            val = sec[item]
+            c.typ(f"{where}.{section}.{item}", val, kind, "an object" if kind is dict else "a list of objects")
+            if kind is list:
+                for i, rec in enumerate(val):
+                    c.typ(f"{where}.{section}.{item}[{i}]", rec, dict, "an object")
+
+    for i, rec in enumerate(t["graph"]["signIns"]):
+        _check_date(c, f"{where}.graph.signIns[{i}].createdDateTime", rec.get("createdDateTime"))
+    for i, rec in enumerate(t["graph"]["directoryAudits"]):
+        _check_date(c, f"{where}.graph.directoryAudits[{i}].activityDateTime", rec.get("activityDateTime"))
+
+    faults = t.setdefault("faults", {})
+    c.typ(f"{where}.faults", faults, dict, "an object keyed by endpoint key")
+    for key, fault in faults.items():
+        if not is_endpoint_key(key):
+            c.fail(f"{where}.faults.{key}",
+                   f"unknown endpoint key (use one of {', '.join(ENDPOINT_KEYS)} or exchange.<CmdletName>)")
+        _check_fault(c, f"{where}.faults.{key}", fault)
+    return t
+
+
+def _check_date(c: _Checker, where: str, value: Any) -> None:
+    try:
+        parse_datetime(value)
+    except ValueError as exc:
+        c.fail(where, f"required ISO 8601 date-time ({exc})")
+
+
+def load_scenario(source: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """Validate a scenario (dict, or path of a JSON file) and return a normalised deep copy.
+
+    Raises ValueError naming the offending field, e.g. ``scenario: tenants[1].tenantId: required GUID``.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ValueError(f"scenario: cannot read {path}: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"scenario: {path} is not valid JSON: {exc}") from exc
+    else:
+        raw = source
+    c = _Checker()
+    c.typ("(top level)", raw, dict, "a JSON object")
+    c.keys("", raw, TOP_KEYS, extensible=True)
+    sc: dict[str, Any] = {}
+    if raw.get("app") is not None:
+        _check_app(c, "app", raw["app"])
+        sc["app"] = copy.deepcopy(raw["app"])
+    else:
+        sc["app"] = None
+
+    page = dict(DEFAULT_PAGE_SIZE)
+    if raw.get("pageSize") is not None:
+        c.typ("pageSize", raw["pageSize"], dict, "an object {graph, exchange}")
+        c.keys("pageSize", raw["pageSize"], set(DEFAULT_PAGE_SIZE))
+        for k, v in raw["pageSize"].items():
+            if k.startswith("_"):
+                continue
+            c.typ(f"pageSize.{k}", v, int, "a positive integer")
+            if v < 1:
+                c.fail(f"pageSize.{k}", "must be >= 1")
+            page[k] = v
+    sc["pageSize"] = page
+
+    lifetime = raw.get("tokenLifetime", DEFAULT_TOKEN_LIFETIME)
+    c.typ("tokenLifetime", lifetime, int, "a number of seconds")
+    if lifetime < 1:
+        c.fail("tokenLifetime", "must be >= 1")
+    sc["tokenLifetime"] = lifetime
+
+    tenants = raw.get("tenants", [])
+    c.typ("tenants", tenants, list, "a list of tenant objects")
+    seen: set[str] = set()
+    sc["tenants"] = []
+    for i, tenant in enumerate(tenants):
+        t = normalize_tenant(tenant, f"tenants[{i}]")
+        if t["tenantId"] in seen:
+            c.fail(f"tenants[{i}].tenantId", f"duplicate tenant {t['tenantId']}")
+        seen.add(t["tenantId"])
+        if sc["app"] is None and not t.get("app"):
+            c.fail(f"tenants[{i}].app", "required when the scenario has no top-level 'app'")
+        sc["tenants"].append(t)
+    return sc
+
+
+

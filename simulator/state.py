@@ -1,0 +1,142 @@
+"""Shared, lock-protected simulator state: the scenario, statistics and fault countdowns.
+
+The HTTP handlers run on the simulator's own event loop thread while tests call
+``update_tenant``/``set_scenario`` from the main thread, so every read or write of the scenario
+happens under one ``threading.RLock``. Critical sections are short (dict look-ups, slicing a page).
+"""
+from __future__ import annotations
+
+import collections
+import copy
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+
+from .scenario import load_scenario, normalize_tenant, parse_datetime
+
+
+LOG_LIMIT = 200_000  # requests_log keeps the most recent entries only
+
+
+@dataclass
+class SimResponse:
+    """A transport-independent answer, so $batch items reuse the handlers of direct requests."""
+
+    status: int
+    body: Any = None  # JSON-serialisable object; None = empty body
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Fault:
+    status: int | None
+    body: Any
+    has_body: bool
+    retry_after: float | None
+    delay: float
+
+
+class SimState:
+    def __init__(self, scenario: dict[str, Any]) -> None:
+        self.lock = threading.RLock()
+        self.counts: collections.Counter[str] = collections.Counter()
+        # Bounded so a long demo or benchmark run cannot grow memory without limit.
+        self.log: collections.deque[dict[str, Any]] = collections.deque(maxlen=LOG_LIMIT)
+        self.sent_mail: list[dict[str, Any]] = []
+        self._tenants: dict[str, dict[str, Any]] = {}
+        self._by_domain: dict[str, str] = {}
+        # Sorted (timestamp, record) views of the audit logs, rebuilt when a tenant changes, so a
+        # tenant with many sign-ins is not re-parsed and re-sorted on every page request.
+        self._sorted: dict[tuple[str, str], list[tuple[datetime, dict[str, Any]]]] = {}
+        self.scenario: dict[str, Any] = {}
+        self.set_scenario(scenario)
+
+    # -- scenario -------------------------------------------------------------------------------
+    def set_scenario(self, scenario: dict[str, Any] | str) -> None:
+        sc = load_scenario(scenario)
+        with self.lock:
+            self.scenario = sc
+            self._tenants = {}
+            self._by_domain = {}
+            self._sorted = {}
+            for t in sc["tenants"]:
+                self._index(t)
+
+    def _index(self, t: dict[str, Any]) -> None:
+        tid = t["tenantId"]
+        self._tenants[tid] = t
+        for dom in t["graph"]["organization"].get("verifiedDomains") or []:
+            if isinstance(dom, dict) and isinstance(dom.get("name"), str):
+                self._by_domain[dom["name"].lower()] = tid
+        for item, field_name in (("signIns", "createdDateTime"), ("directoryAudits", "activityDateTime")):
+            recs = [(parse_datetime(r[field_name]), r) for r in t["graph"][item]]
+            recs.sort(key=lambda pair: pair[0], reverse=True)  # newest first, stable for ties
+            self._sorted[(tid, item)] = recs
+
+    def update_tenant(self, tenant_id: str, fn: Callable[[dict[str, Any]], Any]) -> None:
+        """Apply ``fn`` to a copy of the tenant, re-validate, then swap it in atomically.
+
+        Working on a copy means a callback that raises, or leaves the tenant invalid, changes nothing.
+        """
+        with self.lock:
+            tid = tenant_id.lower()
+            if tid not in self._tenants:
+                raise KeyError(f"unknown tenant {tenant_id}")
+            work = copy.deepcopy(self._tenants[tid])
+            fn(work)
+            if str(work.get("tenantId", "")).lower() != tid:
+                raise ValueError("update_tenant: tenantId cannot be changed")
+            new = normalize_tenant(work, f"tenant {tid}")
+            tenants = self.scenario["tenants"]
+            for i, t in enumerate(tenants):
+                if t["tenantId"] == tid:
+                    tenants[i] = new
+            self._by_domain = {d: t for d, t in self._by_domain.items() if t != tid}
+            self._index(new)
+
+    def tenant(self, tenant_ref: str) -> dict[str, Any] | None:
+        """Look a tenant up by GUID or by one of its verified domains (as Entra accepts both)."""
+        ref = tenant_ref.lower()
+        tid = ref if ref in self._tenants else self._by_domain.get(ref)
+        return self._tenants.get(tid) if tid else None
+
+    def sorted_records(self, tenant_id: str, item: str) -> list[tuple[datetime, dict[str, Any]]]:
+        return self._sorted[(tenant_id, item)]
+
+    def app_for(self, tenant: dict[str, Any]) -> dict[str, Any]:
+        return tenant.get("app") or self.scenario["app"]
+
+    # -- faults ---------------------------------------------------------------------------------
+    def take_fault(self, tenant_id: str | None, key: str) -> Fault | None:
+        """Consume one occurrence of the tenant's fault for ``key`` (``times`` counts down in place)."""
+        if tenant_id is None:
+            return None
+        with self.lock:
+            tenant = self._tenants.get(tenant_id)
+            faults = tenant.get("faults") or {} if tenant else {}
+            spec = faults.get(key)
+            if spec is None:
+                return None
+            times = spec.get("times")
+            if times is not None:
+                if times <= 1:
+                    del faults[key]  # cleared: the next request is served normally
+                else:
+                    spec["times"] = times - 1
+            return Fault(status=spec.get("status"), body=copy.deepcopy(spec.get("body")), has_body="body" in spec,
+                         retry_after=spec.get("retryAfter"), delay=float(spec.get("delay", 0)))
+
+    # -- statistics -----------------------------------------------------------------------------
+    def record(self, key: str, tenant_id: str | None, method: str, path: str, query: str, status: int) -> None:
+        # Only routing facts are kept: never headers, bodies, secrets or tokens.
+        with self.lock:
+            self.counts[key] += 1
+            self.log.append({"endpoint": key, "tenant": tenant_id, "method": method, "path": path,
+                             "query": query, "status": status})
+
+    def reset_stats(self) -> None:
+        with self.lock:
+            self.counts.clear()
+            self.log.clear()
+            self.sent_mail.clear()

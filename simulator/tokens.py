@@ -1,0 +1,191 @@
+"""Entra ID (v2.0 endpoint) client-credentials tokens: minting, verification and OAuth errors.
+
+Tokens are real JWTs (HS256 with a key that lives only as long as the simulator) so clients that
+peek at claims (``tid``, ``roles``, ``exp``) see realistic values, while only this simulator
+instance can validate them.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from .state import SimResponse, SimState
+
+GRAPH_AUD = "https://graph.microsoft.com"
+EXCHANGE_AUD = "https://outlook.office365.com"
+#: Accepted spellings of a resource in a ``/.default`` scope (URI or well-known appId).
+RESOURCES = {
+    "https://graph.microsoft.com": GRAPH_AUD,
+    "00000003-0000-0000-c000-000000000000": GRAPH_AUD,
+    "https://outlook.office365.com": EXCHANGE_AUD,
+    "https://outlook.office.com": EXCHANGE_AUD,
+    "00000002-0000-0ff1-ce00-000000000000": EXCHANGE_AUD,
+}
+# Scopes MSAL may add on its own; they do not name a resource.
+RESERVED_SCOPES = {"openid", "profile", "offline_access"}
+EXCHANGE_ROLES = {"Exchange.ManageAsApp"}
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenError(Exception):
+    """A token failed validation; ``message`` mirrors what Graph says in InvalidAuthenticationToken."""
+
+
+class TokenIssuer:
+    def __init__(self) -> None:
+        self._key = secrets.token_bytes(32)
+
+    def mint(self, tenant_id: str, app_id: str, aud: str, roles: list[str], lifetime: int) -> str:
+        now = int(time.time())
+        sp_oid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sp:{tenant_id}:{app_id}"))
+        claims = {
+            "aud": aud,
+            "iss": f"https://sts.windows.net/{tenant_id}/",
+            "iat": now, "nbf": now, "exp": now + lifetime,
+            "appid": app_id, "appidacr": "1", "azp": app_id,
+            "idp": f"https://sts.windows.net/{tenant_id}/",
+            "idtyp": "app", "oid": sp_oid, "sub": sp_oid,
+            "roles": roles, "tid": tenant_id,
+            "uti": _b64(secrets.token_bytes(12)), "ver": "1.0",
+        }
+        header = {"typ": "JWT", "alg": "HS256"}
+        signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+        sig = hmac.new(self._key, signing_input.encode("ascii"), hashlib.sha256).digest()
+        return f"{signing_input}.{_b64(sig)}"
+
+    def verify(self, authorization: str | None, aud: str) -> dict[str, Any]:
+        """Return the claims of a valid Bearer token for ``aud`` or raise TokenError."""
+        if not authorization:
+            raise TokenError("Access token is empty.")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise TokenError("Access token is empty.")
+        parts = token.strip().split(".")
+        if len(parts) != 3:
+            raise TokenError("IDX14100: JWT is not well formed, there are no dots (.).")
+        expected = hmac.new(self._key, f"{parts[0]}.{parts[1]}".encode("ascii"), hashlib.sha256).digest()
+        try:
+            sig_ok = hmac.compare_digest(expected, _unb64(parts[2]))
+            claims = json.loads(_unb64(parts[1]))
+        except (ValueError, json.JSONDecodeError):
+            raise TokenError("Access token validation failure. Invalid token.") from None
+        if not sig_ok or not isinstance(claims, dict):
+            raise TokenError("Access token validation failure. Invalid signature.")
+        if claims.get("exp", 0) <= time.time():
+            raise TokenError("Lifetime validation failed, the token is expired.")
+        if claims.get("aud") != aud:
+            raise TokenError("Access token validation failure. Invalid audience.")
+        return claims
+
+
+def _oauth_error(status: int, error: str, code: int, text: str, correlation_id: str | None,
+                 base_url: str) -> SimResponse:
+    now = datetime.now(timezone.utc)
+    stamp = now.strftime("%Y-%m-%d %H:%M:%SZ")
+    trace_id = str(uuid.uuid4())
+    corr = correlation_id or str(uuid.uuid4())
+    desc = f"AADSTS{code}: {text} Trace ID: {trace_id} Correlation ID: {corr} Timestamp: {stamp}"
+    body = {"error": error, "error_description": desc, "error_codes": [code], "timestamp": stamp,
+            "trace_id": trace_id, "correlation_id": corr, "error_uri": f"{base_url}/error?code={code}"}
+    return SimResponse(status, body, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
+
+
+def token_endpoint(state: SimState, issuer: TokenIssuer, tenant_ref: str, form: dict[str, str],
+                   base_url: str, correlation_id: str | None) -> tuple[str | None, SimResponse]:
+    """Serve ``POST /{tenant}/oauth2/v2.0/token``; returns (resolved tenant id, response).
+
+    Checks run in the order Entra applies them: tenant, grant, client, secret, scope. Error texts
+    never echo the client secret.
+    """
+    def err(status: int, error: str, code: int, text: str) -> SimResponse:
+        return _oauth_error(status, error, code, text, correlation_id, base_url)
+
+    with state.lock:
+        tenant = state.tenant(tenant_ref)
+        if tenant is None:
+            return None, err(400, "invalid_request", 90002,
+                             f"Tenant '{tenant_ref}' not found. Check to make sure you have the correct tenant ID and "
+                             "are signing into the correct cloud. Check with your subscription administrator, this "
+                             "may happen if there are no active subscriptions for the tenant.")
+        tid = tenant["tenantId"]
+        app = dict(state.app_for(tenant))
+        consent = tenant["consent"]
+        permissions = list(tenant["permissions"])
+        lifetime = state.scenario["tokenLifetime"]
+
+    grant = form.get("grant_type")
+    if not grant:
+        return tid, err(400, "invalid_request", 900144,
+                        "The request body must contain the following parameter: 'grant_type'.")
+    if grant != "client_credentials":
+        return tid, err(400, "unsupported_grant_type", 70003,
+                        f"The app requested an unsupported grant type '{grant[:40]}'.")
+    client_id = form.get("client_id")
+    if not client_id:
+        return tid, err(400, "invalid_request", 900144,
+                        "The request body must contain the following parameter: 'client_id'.")
+    if client_id.lower() != app["clientId"].lower() or not consent:
+        return tid, err(400, "unauthorized_client", 700016,
+                        f"Application with identifier '{client_id[:64]}' was not found in the directory '{tid}'. "
+                        "This can happen if the application has not been installed by the administrator of the "
+                        "tenant or consented to by any user in the tenant. You may have sent your authentication "
+                        "request to the wrong tenant.")
+    if form.get("client_assertion"):
+        # Federated (secretless) credentials are not simulated; say so rather than pretend.
+        return tid, err(401, "invalid_client", 700027,
+                        "Client assertion failed signature validation. (The simulator only accepts client secrets.)")
+    secret = form.get("client_secret")
+    if not secret:
+        return tid, err(401, "invalid_client", 7000218,
+                        "The request body must contain the following parameter: 'client_assertion' or "
+                        "'client_secret'.")
+    if not hmac.compare_digest(secret.encode(), app["clientSecret"].encode()):
+        return tid, err(401, "invalid_client", 7000215,
+                        "Invalid client secret provided. Ensure the secret being sent in the request is the client "
+                        f"secret value, not the client secret ID, for a secret added to app '{app['clientId']}'.")
+
+    scopes = [s for s in (form.get("scope") or "").split() if s not in RESERVED_SCOPES]
+    aud = None
+    if len(scopes) == 1 and scopes[0].endswith("/.default"):
+        aud = RESOURCES.get(scopes[0][: -len("/.default")].rstrip("/").lower())
+    if aud is None:
+        shown = " ".join(scopes)[:200] or "(empty)"
+        return tid, err(400, "invalid_scope", 70011,
+                        f"The provided request must include a 'scope' input parameter. The provided value for the "
+                        f"input parameter 'scope' is not valid. The scope {shown} is not valid. Only "
+                        "https://graph.microsoft.com/.default and https://outlook.office365.com/.default are served.")
+
+    if aud == EXCHANGE_AUD:
+        roles = [r for r in permissions if r in EXCHANGE_ROLES]
+    else:
+        roles = [r for r in permissions if r not in EXCHANGE_ROLES]
+    token = issuer.mint(tid, app["clientId"], aud, roles, lifetime)
+    body = {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}
+    return tid, SimResponse(200, body, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
+
+
+def openid_configuration(base_url: str, tenant_ref: str) -> dict[str, Any]:
+    """Minimal discovery document: enough for MSAL (sync azure-identity) to find the token endpoint."""
+    root = f"{base_url}/{tenant_ref}"
+    return {
+        "token_endpoint": f"{root}/oauth2/v2.0/token",
+        "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
+        "issuer": f"{root}/v2.0",
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "tenant_region_scope": "EU",
+    }

@@ -1,0 +1,44 @@
+"""Shared pytest fixtures for the whole authwatch test suite.
+
+Keep this file an index of small, documented fixtures grouped in sections.
+Add new sections below the existing ones rather than growing one fixture.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from simulator.azurite import Azurite
+
+# ---------------------------------------------------------------------------
+# Storage: Azurite (default) or an external storage account
+# ---------------------------------------------------------------------------
+# Set AUTHWATCH_TEST_STORAGE_CONNECTION_STRING to run storage tests against a
+# real account (or an Azurite you run yourself); then no Azurite is started
+# unless a test explicitly asks for the `azurite` fixture (e.g. to stop it).
+EXTERNAL_STORAGE_ENV = "AUTHWATCH_TEST_STORAGE_CONNECTION_STRING"
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """One Azurite for the whole session on free ports; always stopped and wiped at the end.
+
+    Tests may stop()/start() it (same endpoints and data after the restart);
+    `storage_connection_string` restarts it if a test left it stopped.
+    """
+    with Azurite() as az:
+        yield az
+
+
+@pytest.fixture
+def storage_connection_string(request: pytest.FixtureRequest) -> str:
+    """Connection string of the storage account under test (external or Azurite)."""
+    external = os.environ.get(EXTERNAL_STORAGE_ENV)
+    if external:
+        return external
+    az: Azurite = request.getfixturevalue("azurite")  # started lazily, only if needed
+    az.start()  # no-op when running; heals a previous test that stopped it
+    return az.connection_string

@@ -1,0 +1,150 @@
+"""The real azure-identity and msgraph-sdk collect snapshots from the simulator over HTTPS (no SDK patching)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from datetime import datetime, timezone
+
+from shared.collect import TenantAccess, collect_tenant
+from shared.evaluate import evaluate
+from shared.service import run_cycle
+from shared.storage.results import ResultStore
+from tests.builders import block_policy
+from tests.integration.conftest import endpoints_for
+
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
+APP = {"clientId": "5f0c8a7e-7c1b-4c52-9a43-6b1f2d3e4a50", "clientSecret": "the-right-secret"}
+HEALTHY = "0a000000-0000-4000-8000-000000000001"
+SMTP_ON = "0a000000-0000-4000-8000-000000000002"
+NO_EXO_ROLE = "0a000000-0000-4000-8000-000000000003"
+NO_CONSENT = "0a000000-0000-4000-8000-000000000004"
+POLICY = block_policy()
+
+
+def tenant(tenant_id: str, name: str, **extra) -> dict:
+    return {
+        "tenantId": tenant_id,
+        "displayName": name,
+        "graph": {"securityDefaults": {"id": "00000000-0000-0000-0000-000000000005", "isEnabled": False},
+                  "conditionalAccessPolicies": [copy.deepcopy(POLICY)]},
+        "exchange": {"transportConfig": {"Identity": "Transport Settings", "SmtpClientAuthenticationDisabled": True}},
+        **extra,
+    }
+
+
+def scenario() -> dict:
+    smtp_on = tenant(SMTP_ON, "Fabrikam")
+    smtp_on["exchange"]["transportConfig"]["SmtpClientAuthenticationDisabled"] = "False"
+    return {"app": dict(APP), "tenants": [
+        tenant(HEALTHY, "Contoso"), smtp_on, tenant(NO_EXO_ROLE, "Adatum", exchangeRole=False),
+        tenant(NO_CONSENT, "Woodgrove", consent=False)]}
+
+
+def access(tenant_id: str, secret: str = APP["clientSecret"]) -> TenantAccess:
+    return TenantAccess(tenant_id=tenant_id, client_id=APP["clientId"], client_secret=secret)
+
+
+def collect(sim, *accesses: TenantAccess):
+    async def go():
+        return await asyncio.gather(*(collect_tenant(a, endpoints_for(sim), now=NOW) for a in accesses))
+
+    return asyncio.run(go())
+
+
+def test_snapshot_holds_what_the_tenant_has(simulator_for):
+    sim = simulator_for(scenario())
+    [snap] = collect(sim, access(HEALTHY))
+    assert snap.errors == {}
+    assert snap.tenant_id == HEALTHY and snap.collected_at == NOW
+    assert snap.graph["organization"]["displayName"] == "Contoso"
+    assert snap.graph["securityDefaults"]["isEnabled"] is False
+    assert snap.graph["conditionalAccessPolicies"] == [POLICY]
+    assert snap.exchange["transportConfig"]["SmtpClientAuthenticationDisabled"] is True
+    counts = sim.request_counts
+    assert counts["graph.conditionalAccessPolicies"] == 1
+    assert counts["exchange.Get-TransportConfig"] == 1
+    assert counts["token"] >= 2  # one Graph token, one Exchange token
+    # The snapshot round-trips through the contract format and evaluates.
+    assert {r.control: r.status for r in evaluate(snap)} == {
+        "entra_legacy_auth_blocked": "pass", "exo_smtp_auth_disabled": "pass"}
+
+
+def test_string_booleans_from_exchange_survive_collection(simulator_for):
+    sim = simulator_for(scenario())
+    [snap] = collect(sim, access(SMTP_ON))
+    assert snap.exchange["transportConfig"]["SmtpClientAuthenticationDisabled"] == "False"
+    assert {r.control: r.status for r in evaluate(snap)}["exo_smtp_auth_disabled"] == "fail"
+
+
+def test_wrong_secret_is_recorded_while_other_tenants_are_collected(simulator_for):
+    sim = simulator_for(scenario())
+    bad, good = collect(sim, access(HEALTHY, secret="an-old-secret"), access(SMTP_ON))
+    assert bad.unreachable
+    assert bad.graph == {} and bad.exchange == {}
+    error = bad.errors["graph.conditionalAccessPolicies"]
+    assert error.code == "AADSTS7000215" and "secret" in error.message.lower()
+    assert "an-old-secret" not in str(bad.to_json())
+    assert set(bad.errors) == {"graph.organization", "graph.securityDefaults", "graph.conditionalAccessPolicies",
+                               "exchange.transportConfig"}
+    assert good.errors == {} and good.graph["conditionalAccessPolicies"]
+    assert {r.status for r in evaluate(bad)} == {"unknown"}
+
+
+def test_revoked_consent_names_the_cause(simulator_for):
+    sim = simulator_for(scenario())
+    [snap] = collect(sim, access(NO_CONSENT))
+    assert snap.unreachable
+    assert snap.errors["graph.securityDefaults"].code == "AADSTS700016"
+
+
+def test_missing_exchange_role_fails_only_exchange(simulator_for):
+    sim = simulator_for(scenario())
+    [snap] = collect(sim, access(NO_EXO_ROLE))
+    assert not snap.unreachable
+    assert snap.errors["exchange.transportConfig"].status == 403
+    assert "graph.conditionalAccessPolicies" not in snap.errors
+    verdicts = {r.control: r.status for r in evaluate(snap)}
+    assert verdicts == {"entra_legacy_auth_blocked": "pass", "exo_smtp_auth_disabled": "unknown"}
+
+
+def test_failing_graph_source_is_recorded_not_raised(simulator_for):
+    broken = scenario()
+    broken["tenants"][0]["faults"] = {"graph.conditionalAccessPolicies": {
+        "status": 403, "body": {"error": {"code": "Authorization_RequestDenied",
+                                          "message": "Insufficient privileges to complete the operation."}}}}
+    sim = simulator_for(broken)
+    [snap] = collect(sim, access(HEALTHY))
+    error = snap.errors["graph.conditionalAccessPolicies"]
+    assert (error.status, error.code) == (403, "Authorization_RequestDenied")
+    assert "Insufficient privileges" in error.message
+    assert snap.graph["securityDefaults"]["isEnabled"] is False  # the other sources still arrived
+
+
+def test_policies_are_paged_through(simulator_for):
+    many = scenario()
+    many["pageSize"] = {"graph": 7}
+    policies = [block_policy(f"{i:08d}-0000-4000-8000-000000000000", displayName=f"p{i}") for i in range(23)]
+    many["tenants"][0]["graph"]["conditionalAccessPolicies"] = policies
+    sim = simulator_for(many)
+    [snap] = collect(sim, access(HEALTHY))
+    assert [p["displayName"] for p in snap.graph["conditionalAccessPolicies"]] == [f"p{i}" for i in range(23)]
+    assert sim.request_counts["graph.conditionalAccessPolicies"] == 4
+
+
+def test_a_cycle_persists_every_reachable_tenant(simulator_for, storage_connection_string):
+    sim = simulator_for(scenario())
+    tenants = [access(HEALTHY), access(SMTP_ON), access(NO_CONSENT)]
+
+    async def go():
+        async with ResultStore.from_connection_string(storage_connection_string) as store:
+            outcomes = await run_cycle(tenants, endpoints_for(sim), store, now=NOW)
+            return outcomes, {t.tenant_id: await store.load(t.tenant_id) for t in tenants}
+
+    outcomes, stored = asyncio.run(go())
+    assert [o.failure for o in outcomes] == [None, None, None]
+    assert [o.unreachable for o in outcomes] == [False, False, True]
+    statuses = {tid: {s.result.control: s.result.status for s in items} for tid, items in stored.items()}
+    assert statuses[SMTP_ON]["exo_smtp_auth_disabled"] == "fail"
+    assert statuses[HEALTHY] == {"entra_legacy_auth_blocked": "pass", "exo_smtp_auth_disabled": "pass"}
+    assert set(statuses[NO_CONSENT].values()) == {"unknown"}
