@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from shared.controls import controls
 from shared.controls.base import Control
-from shared.model import ControlResult, Status, TenantSnapshot
+from shared.model import ControlResult, EvaluationContext, Status, TenantSnapshot
 
 
-def evaluate(snapshot: TenantSnapshot) -> list[ControlResult]:
-    return [_run(control, snapshot) for control in controls()]
+def evaluate(snapshot: TenantSnapshot, context: EvaluationContext | None = None) -> list[ControlResult]:
+    context = context or EvaluationContext()
+    return [_run(control, snapshot, context) for control in controls()]
 
 
-def _run(control: Control, snapshot: TenantSnapshot) -> ControlResult:
+def _run(control: Control, snapshot: TenantSnapshot, context: EvaluationContext) -> ControlResult:
     try:
-        return control.check(snapshot)
+        return control.check(snapshot, context)
     except Exception as error:  # noqa: BLE001 - a control must answer, never crash the cycle
         # Controls read defensively; reaching here means data shaped in a way nobody foresaw. Say so, don't crash.
         return control.metadata.result(

@@ -93,6 +93,17 @@ LICENCE_ERROR_CODE = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
 
 
 @dataclass(frozen=True)
+class EvaluationContext:
+    """What evaluation knows beyond the snapshot itself, handed in by the caller (state, never a clock read).
+
+    `block_effective_at` is when the legacy-auth block became effective as tracked in stored state; None means
+    evaluate offline and derive it from the qualifying policies (controls.md §2).
+    """
+
+    block_effective_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class TenantSnapshot:
     tenant_id: str
     collected_at: datetime

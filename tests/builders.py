@@ -42,7 +42,11 @@ def block_policy(policy_id: str = "11111111-1111-1111-1111-111111111111", *,
 
 def snapshot_json(*, policies: list[dict[str, Any]] | None = None, security_defaults: Any = False,
                   transport: Any = True, settings: dict[str, Any] | None = None,
-                  errors: dict[str, Any] | None = None, drop: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+                  errors: dict[str, Any] | None = None, drop: tuple[str, ...] = (),
+                  graph_sources: dict[str, Any] | None = None, exchange_sources: dict[str, Any] | None = None,
+                  collected_at: str = "2026-11-23T08:00:00Z", **extra: Any) -> dict[str, Any]:
+    """A whole snapshot document. `graph_sources` / `exchange_sources` add or replace sources by snapshot name
+    (e.g. exchange_sources={"casMailboxes": [...]}); `drop` removes sources ("graph.signIns")."""
     graph: dict[str, Any] = {
         "organization": {"id": TENANT, "displayName": "Contoso"},
         "securityDefaults": {"id": "00000000-0000-0000-0000-000000000005", "isEnabled": security_defaults},
@@ -51,13 +55,15 @@ def snapshot_json(*, policies: list[dict[str, Any]] | None = None, security_defa
     exchange: dict[str, Any] = {
         "transportConfig": {"Identity": "Transport Settings", "SmtpClientAuthenticationDisabled": transport},
     }
+    graph.update(copy.deepcopy(graph_sources or {}))
+    exchange.update(copy.deepcopy(exchange_sources or {}))
     for source in drop:
         section, _, name = source.partition(".")
         (graph if section == "graph" else exchange).pop(name, None)
     document = {
         "schemaVersion": 1,
         "tenantId": TENANT,
-        "collectedAt": "2026-11-23T08:00:00Z",
+        "collectedAt": collected_at,
         "settings": settings or {},
         "graph": graph,
         "exchange": exchange,

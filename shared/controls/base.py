@@ -1,6 +1,7 @@
 """What every control is made of: metadata kept as data, a pure check function, and a registry that finds them.
 
-A control module is named by its control id and declares `METADATA` (a `ControlMetadata`) and `check(snapshot)`;
+A control module is named by its control id and declares `METADATA` (a `ControlMetadata`) and
+`check(snapshot, context)`;
 `@register` ties the two together and refuses a module whose name disagrees with the id (the Prowler discipline).
 """
 
@@ -9,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from shared.model import ControlResult, Severity, Status, TenantSnapshot
+from shared.model import ControlResult, EvaluationContext, Severity, Status, TenantSnapshot
 
-CheckFunction = Callable[[TenantSnapshot], ControlResult]
+CheckFunction = Callable[[TenantSnapshot, EvaluationContext], ControlResult]
 
 
 @dataclass(frozen=True)

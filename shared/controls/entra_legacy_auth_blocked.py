@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.controls.base import ControlMetadata, as_bool, register
 from shared.controls.conditional_access import LEGACY_CLIENT_TYPES, LegacyBlock, legacy_block
-from shared.model import ControlResult, Severity, Status, TenantSnapshot
+from shared.model import ControlResult, EvaluationContext, Severity, Status, TenantSnapshot
 
 METADATA = ControlMetadata(
     id="entra_legacy_auth_blocked",
@@ -24,7 +24,7 @@ METADATA = ControlMetadata(
 
 
 @register(METADATA)
-def check(snapshot: TenantSnapshot) -> ControlResult:
+def check(snapshot: TenantSnapshot, context: EvaluationContext = EvaluationContext()) -> ControlResult:
     security_defaults = snapshot.get("graph.securityDefaults")
     defaults_on = as_bool(security_defaults.get("isEnabled")) if isinstance(security_defaults, dict) else None
     if defaults_on:

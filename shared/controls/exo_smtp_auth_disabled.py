@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.controls.base import ControlMetadata, as_bool, first_object, not_collected, register
-from shared.model import ControlResult, Severity, Status, TenantSnapshot
+from shared.model import ControlResult, EvaluationContext, Severity, Status, TenantSnapshot
 
 METADATA = ControlMetadata(
     id="exo_smtp_auth_disabled",
@@ -19,7 +19,7 @@ SOURCE = "exchange.transportConfig"
 
 
 @register(METADATA)
-def check(snapshot: TenantSnapshot) -> ControlResult:
+def check(snapshot: TenantSnapshot, context: EvaluationContext = EvaluationContext()) -> ControlResult:
     if not snapshot.collected(SOURCE):
         return not_collected(METADATA, snapshot, SOURCE)
     config = first_object(snapshot.get(SOURCE))

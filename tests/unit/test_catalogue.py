@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from shared.controls import CATALOGUE, controls
-from shared.model import SOURCES
+from shared.model import SOURCES, EvaluationContext
 from tests.builders import snapshot
 
 
@@ -27,7 +27,7 @@ def test_metadata_is_complete():
 def test_results_carry_their_control_metadata():
     document = snapshot()
     for control in controls():
-        result = control.check(document)
+        result = control.check(document, EvaluationContext())
         assert result.control == control.id
         assert result.severity == control.metadata.severity
         assert result.frameworks == control.metadata.frameworks
