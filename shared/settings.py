@@ -25,15 +25,21 @@ class Settings:
         storage = env.get("AUTHWATCH_STORAGE_CONNECTION_STRING") or env.get("AzureWebJobsStorage")
         if not storage:
             raise SettingsError("AUTHWATCH_STORAGE_CONNECTION_STRING (or AzureWebJobsStorage) is not set")
-        defaults = MicrosoftEndpoints()
-        endpoints = MicrosoftEndpoints(
-            authority=env.get("AUTHWATCH_AUTHORITY_HOST", defaults.authority),
-            graph=env.get("AUTHWATCH_GRAPH_URL", defaults.graph),
-            exchange=env.get("AUTHWATCH_EXCHANGE_URL", defaults.exchange),
-            ca_bundle=env.get("AUTHWATCH_CA_BUNDLE") or None,
-        )
-        for name, url in (("AUTHWATCH_AUTHORITY_HOST", endpoints.authority), ("AUTHWATCH_GRAPH_URL", endpoints.graph),
-                          ("AUTHWATCH_EXCHANGE_URL", endpoints.exchange)):
-            if not url.startswith("https://"):
-                raise SettingsError(f"{name} must be an https:// URL (azure-identity refuses anything else): {url!r}")
-        return cls(storage_connection_string=storage, endpoints=endpoints)
+        return cls(storage_connection_string=storage, endpoints=endpoints_from_env(env))
+
+
+def endpoints_from_env(env: Mapping[str, str] | None = None) -> MicrosoftEndpoints:
+    """Microsoft's public endpoints unless overridden (the simulator, a national cloud)."""
+    env = os.environ if env is None else env
+    defaults = MicrosoftEndpoints()
+    endpoints = MicrosoftEndpoints(
+        authority=env.get("AUTHWATCH_AUTHORITY_HOST", defaults.authority),
+        graph=env.get("AUTHWATCH_GRAPH_URL", defaults.graph),
+        exchange=env.get("AUTHWATCH_EXCHANGE_URL", defaults.exchange),
+        ca_bundle=env.get("AUTHWATCH_CA_BUNDLE") or None,
+    )
+    for name, url in (("AUTHWATCH_AUTHORITY_HOST", endpoints.authority), ("AUTHWATCH_GRAPH_URL", endpoints.graph),
+                      ("AUTHWATCH_EXCHANGE_URL", endpoints.exchange)):
+        if not url.startswith("https://"):
+            raise SettingsError(f"{name} must be an https:// URL (azure-identity refuses anything else): {url!r}")
+    return endpoints

@@ -93,7 +93,8 @@ def _page_size(prefer: str | None, default: int) -> tuple[int, bool]:
     m = re.search(r"odata\.maxpagesize\s*=\s*(\d+)", prefer or "", re.IGNORECASE)
     if not m or int(m.group(1)) < 1:
         return min(default, MAX_PAGE), False
-    return min(int(m.group(1)), MAX_PAGE), True
+    # Prefer is a maximum: the server may still page smaller (the scenario's page size plays the server's limit).
+    return min(int(m.group(1)), default, MAX_PAGE), True
 
 
 def _select(obj: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:

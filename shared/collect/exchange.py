@@ -26,9 +26,27 @@ class ExchangeSource:
     singleton: bool = False  # Get-TransportConfig answers a one-item list; the snapshot keeps the object
 
 
+ALLOW_BASIC_AUTH = tuple(f"AllowBasicAuth{protocol}" for protocol in (
+    "ActiveSync", "Autodiscover", "Imap", "Mapi", "OfflineAddressBook", "OutlookService", "Pop", "Powershell",
+    "ReportingWebServices", "Rpc", "Smtp", "WebServices"))
+# Without ResultSize, Get-CASMailbox and Get-User stop at 1000 objects (with only a warning).
+UNLIMITED = {"ResultSize": "Unlimited"}
+
 EXCHANGE_SOURCES: tuple[ExchangeSource, ...] = (
+    ExchangeSource("organizationConfig", "Get-OrganizationConfig",
+                   select=("Name", "Identity", "DefaultAuthenticationPolicy", "OAuth2ClientProfileEnabled"),
+                   singleton=True),
     ExchangeSource("transportConfig", "Get-TransportConfig", select=("Identity", "SmtpClientAuthenticationDisabled"),
                    singleton=True),
+    ExchangeSource("authenticationPolicies", "Get-AuthenticationPolicy", select=("Name", "Identity") + ALLOW_BASIC_AUTH),
+    ExchangeSource("casMailboxes", "Get-CASMailbox", parameters=UNLIMITED,
+                   select=("Identity", "PrimarySmtpAddress", "ExternalDirectoryObjectId",
+                           "SmtpClientAuthenticationDisabled", "PopEnabled", "ImapEnabled", "ActiveSyncEnabled")),
+    ExchangeSource("casMailboxPlans", "Get-CASMailboxPlan",
+                   select=("Name", "Identity", "PopEnabled", "ImapEnabled", "ActiveSyncEnabled")),
+    # Only users with a policy of their own matter: everyone else gets the organisation's default.
+    ExchangeSource("users", "Get-User", parameters={**UNLIMITED, "Filter": "AuthenticationPolicy -ne $null"},
+                   select=("Identity", "UserPrincipalName", "ExternalDirectoryObjectId", "AuthenticationPolicy")),
 )
 
 

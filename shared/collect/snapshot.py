@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -12,6 +12,9 @@ from shared.collect import exchange, graph
 from shared.collect.connection import EXCHANGE_SCOPE, GRAPH_SCOPE, MicrosoftEndpoints, TenantAccess
 from shared.collect.errors import token_error
 from shared.model import SourceError, TenantSnapshot
+
+# First look at a tenant: two enforcement windows' worth of sign-ins, so a gap after a recent block shows.
+DEFAULT_LOOKBACK = timedelta(hours=48)
 
 
 def _graph_client(credential: Any, endpoints: MicrosoftEndpoints, http: httpx.AsyncClient) -> Any:
@@ -33,7 +36,7 @@ async def _token(credential: Any, scope: str) -> tuple[str | None, SourceError |
         return None, token_error(error)
 
 
-async def _collect_graph(credential: Any, endpoints: MicrosoftEndpoints, http: httpx.AsyncClient,
+async def _collect_graph(credential: Any, endpoints: MicrosoftEndpoints, http: httpx.AsyncClient, since: datetime,
                          graph_data: dict[str, Any], errors: dict[str, SourceError]) -> None:
     # Ask for the token once up front: if the tenant refuses us, every Graph source fails the same way.
     _, failure = await _token(credential, GRAPH_SCOPE)
@@ -41,7 +44,7 @@ async def _collect_graph(credential: Any, endpoints: MicrosoftEndpoints, http: h
         errors.update({f"graph.{source.name}": failure for source in graph.GRAPH_SOURCES})
         return
     client = _graph_client(credential, endpoints, http)
-    answers = await asyncio.gather(*(graph.read_source(client, source) for source in graph.GRAPH_SOURCES))
+    answers = await asyncio.gather(*(graph.read_source(client, source, since) for source in graph.GRAPH_SOURCES))
     for source, (value, error) in zip(graph.GRAPH_SOURCES, answers):
         if error:
             errors[f"graph.{source.name}"] = error
@@ -68,8 +71,10 @@ async def _collect_exchange(credential: Any, access: TenantAccess, endpoints: Mi
 
 
 async def collect_tenant(access: TenantAccess, endpoints: MicrosoftEndpoints, *, now: datetime,
-                         http: httpx.AsyncClient | None = None) -> TenantSnapshot:
-    """One live snapshot of a tenant. `http` lets a fleet share one connection pool; `now` stamps the snapshot."""
+                         since: datetime | None = None, http: httpx.AsyncClient | None = None) -> TenantSnapshot:
+    """One live snapshot of a tenant. `http` lets a fleet share one connection pool; `now` stamps the snapshot;
+    sign-ins and audits are read from `since` (the watermark; default: the last DEFAULT_LOOKBACK)."""
+    since = since or now - DEFAULT_LOOKBACK
     own_http = http is None
     http = http or _new_http(endpoints)
     credential = access.credential(endpoints)
@@ -78,7 +83,7 @@ async def collect_tenant(access: TenantAccess, endpoints: MicrosoftEndpoints, *,
     errors: dict[str, SourceError] = {}
     try:
         await asyncio.gather(
-            _collect_graph(credential, endpoints, http, graph_data, errors),
+            _collect_graph(credential, endpoints, http, since, graph_data, errors),
             _collect_exchange(credential, access, endpoints, http, exchange_data, errors),
         )
     finally:

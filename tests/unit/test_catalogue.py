@@ -31,3 +31,18 @@ def test_results_carry_their_control_metadata():
         assert result.control == control.id
         assert result.severity == control.metadata.severity
         assert result.frameworks == control.metadata.frameworks
+
+
+def test_framework_map_and_control_metadata_agree():
+    from shared.controls.frameworks import framework_tags
+
+    from_metadata: dict[str, set[str]] = {}
+    for control in controls():
+        for tag in control.metadata.frameworks:
+            from_metadata.setdefault(tag, set()).add(control.id)
+    from_map = {tag: set(ids) for tag, ids in framework_tags().items()}
+    catalogued = {control.id for control in controls()}
+    # Every tag a control claims is in the map, and every mapped control that exists claims its tag.
+    assert set(from_metadata) <= set(from_map)
+    for tag, ids in from_map.items():
+        assert ids & catalogued == from_metadata.get(tag, set()), tag
