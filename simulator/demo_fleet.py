@@ -6,6 +6,7 @@ Tenant ids are fixed so that the demo's output, the tests and the docs can all n
 from __future__ import annotations
 
 import copy
+import zlib
 from typing import Any
 
 APP = {"clientId": "5f0c8a7e-7c1b-4c52-9a43-6b1f2d3e4a50", "clientSecret": "demo-fleet-secret"}
@@ -54,45 +55,111 @@ def _policy(**changes: Any) -> dict[str, Any]:
     return policy
 
 
+def _mailboxes(count: int, domain: str, **special: dict[str, Any]) -> list[dict[str, Any]]:
+    """`count` ordinary mailboxes (inheriting SMTP AUTH, POP/IMAP off) plus named special ones."""
+    boxes = [{"Identity": f"user{i:03d}", "PrimarySmtpAddress": f"user{i:03d}@{domain}",
+              "ExternalDirectoryObjectId": f"0000{i:04d}-0000-4000-8000-{zlib.crc32(domain.encode()):012d}",
+              "SmtpClientAuthenticationDisabled": None, "PopEnabled": False, "ImapEnabled": False,
+              "ActiveSyncEnabled": True} for i in range(count)]
+    for identity, fields in special.items():
+        boxes.append({"Identity": identity, "PrimarySmtpAddress": f"{identity}@{domain}",
+                      "ExternalDirectoryObjectId": fields.pop("objectId", f"{identity[:8]:0<8}-0000-4000-8000-000000000099"),
+                      "SmtpClientAuthenticationDisabled": None, "PopEnabled": False, "ImapEnabled": False,
+                      "ActiveSyncEnabled": True, **fields})
+    return boxes
+
+
+def _signin(at: str, user: str, app: str, error_code: int = 0) -> dict[str, Any]:
+    return {"id": f"{user}-{app}-{at}", "createdDateTime": at, "userPrincipalName": user, "userId": user,
+            "clientAppUsed": app, "ipAddress": "203.0.113.7", "appDisplayName": "Office 365 Exchange Online",
+            "status": {"errorCode": error_code, "failureReason": None if error_code == 0 else "Blocked"}}
+
+
+BLOCK_BASIC = {"Name": "Block Basic Auth", "Identity": "Block Basic Auth",
+               **{f"AllowBasicAuth{p}": False for p in ("ActiveSync", "Autodiscover", "Imap", "Mapi",
+                                                          "OfflineAddressBook", "OutlookService", "Pop", "Powershell",
+                                                          "ReportingWebServices", "Rpc", "Smtp", "WebServices")}}
+
+
+def _auth_policy(name: str, **allow: bool) -> dict[str, Any]:
+    return {**BLOCK_BASIC, "Name": name, "Identity": name, **{f"AllowBasicAuth{k}": v for k, v in allow.items()}}
+
+
 def _tenant(tenant_id: str, name: str, story: str, *, policies: list[dict[str, Any]], security_defaults: bool = False,
-            smtp_auth_disabled: Any = True, **extra: Any) -> dict[str, Any]:
+            smtp_auth_disabled: Any = True, domain: str = "", mailboxes: list[dict[str, Any]] | None = None,
+            auth_policies: list[dict[str, Any]] | None = None, default_policy: str = "Block Basic Auth",
+            users: list[dict[str, Any]] | None = None, signins: list[dict[str, Any]] | None = None,
+            oauth2: Any = True, spo_legacy: bool = False, **extra: Any) -> dict[str, Any]:
+    domain = domain or f"{name.split()[0].lower()}.example"
     return {
         "tenantId": tenant_id,
         "displayName": name,
         "story": story,
         "graph": {
+            "organization": {"id": tenant_id, "displayName": name,
+                             "verifiedDomains": [{"name": domain, "isDefault": True, "type": "Managed"}]},
             "securityDefaults": {"id": "00000000-0000-0000-0000-000000000005", "displayName": "Security Defaults",
                                  "isEnabled": security_defaults},
             "conditionalAccessPolicies": policies,
+            "sharepointSettings": {"isLegacyAuthProtocolsEnabled": spo_legacy, "sharingCapability": "disabled"},
+            "signIns": signins or [],
         },
-        "exchange": {"transportConfig": {"Identity": "Transport Settings",
-                                         "SmtpClientAuthenticationDisabled": smtp_auth_disabled}},
+        "exchange": {
+            "organizationConfig": {"Name": domain, "Identity": domain, "DefaultAuthenticationPolicy": default_policy,
+                                   "OAuth2ClientProfileEnabled": oauth2},
+            "transportConfig": {"Identity": "Transport Settings", "SmtpClientAuthenticationDisabled": smtp_auth_disabled},
+            "authenticationPolicies": auth_policies if auth_policies is not None else [dict(BLOCK_BASIC)],
+            "casMailboxes": mailboxes if mailboxes is not None else _mailboxes(25, domain),
+            "casMailboxPlans": [{"Name": "ExchangeOnlineEnterprise", "PopEnabled": False, "ImapEnabled": False,
+                                 "ActiveSyncEnabled": True}],
+            "users": users or [],
+        },
         **extra,
     }
 
 
+SCANNER_ID = "5ca22e70-0000-4000-8000-000000000001"
+
+
 def demo_fleet() -> dict[str, Any]:
-    """A fresh copy of the demo scenario (callers may mutate it)."""
+    """A fresh copy of the demo scenario (callers may mutate it). Together the tenants fail and pass every control."""
     tenants = [
         _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000001", "Contoso", "healthy: CA blocks legacy auth, SMTP AUTH off",
-                policies=[copy.deepcopy(BLOCK_POLICY), copy.deepcopy(MFA_POLICY)]),
+                policies=[copy.deepcopy(BLOCK_POLICY), copy.deepcopy(MFA_POLICY)],
+                signins=[_signin("2026-11-23T07:10:00Z", "kiosk@contoso.example", "IMAP4", error_code=53003)]),
         _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000002", "Fabrikam",
-                "someone switched the legacy-auth block to report-only",
-                policies=[_policy(state="enabledForReportingButNotEnforced", modifiedDateTime="2026-11-22T21:40:00Z")]),
+                "someone switched the legacy-auth block to report-only; a scanner still sends with a password",
+                policies=[_policy(state="enabledForReportingButNotEnforced", modifiedDateTime="2026-11-22T21:40:00Z")],
+                mailboxes=_mailboxes(25, "fabrikam.example", scanner={"objectId": SCANNER_ID,
+                                                                      "SmtpClientAuthenticationDisabled": False},
+                                     frontdesk={"PopEnabled": True}),
+                auth_policies=[dict(BLOCK_BASIC), _auth_policy("Allow SMTP for scanner", Smtp=True)],
+                users=[{"Identity": "scanner", "UserPrincipalName": "scanner@fabrikam.example",
+                        "ExternalDirectoryObjectId": SCANNER_ID, "AuthenticationPolicy": "Allow SMTP for scanner"}],
+                signins=[_signin("2026-11-23T07:30:00Z", "scanner@fabrikam.example", "Authenticated SMTP"),
+                         _signin("2026-11-23T06:30:00Z", "scanner@fabrikam.example", "Authenticated SMTP")]),
         _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000003", "Northwind Traders",
-                "SMTP AUTH re-enabled tenant-wide for an old scanner",
-                policies=[], security_defaults=True, smtp_auth_disabled="False"),
+                "SMTP AUTH re-enabled tenant-wide and the default policy allows basic SMTP (security defaults hold)",
+                policies=[], security_defaults=True, smtp_auth_disabled="False",
+                auth_policies=[_auth_policy("Legacy printers", Smtp=True)], default_policy="Legacy printers"),
         _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000004", "Tailspin Toys",
-                "new block policy switched on last night (inside its 24-hour window)",
-                policies=[_policy(createdDateTime="2026-11-22T20:00:00Z", modifiedDateTime="2026-11-22T20:00:00Z")]),
+                "new block policy switched on last night: inside its 24-hour window, IMAP still succeeding",
+                policies=[_policy(createdDateTime="2026-11-22T20:00:00Z", modifiedDateTime="2026-11-22T20:00:00Z")],
+                signins=[_signin("2026-11-23T06:00:00Z", "sales@tailspin.example", "IMAP4"),
+                         _signin("2026-11-22T19:00:00Z", "sales@tailspin.example", "IMAP4")]),
         _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000005", "Woodgrove Bank",
                 "admin consent revoked: authwatch can no longer sign in",
                 policies=[copy.deepcopy(BLOCK_POLICY)], consent=False),
         _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000006", "Litware",
-                "small business on security defaults", policies=[], security_defaults=True),
+                "small business on security defaults (no Entra P1); a printer mailbox has SMTP AUTH back on",
+                policies=[], security_defaults=True, licensed=False,
+                mailboxes=_mailboxes(8, "litware.example", printer={"SmtpClientAuthenticationDisabled": "False"})),
         _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000007", "Adatum",
                 "block policy excludes a contractor nobody approved; Exchange role missing",
                 policies=[_policy(excludeUsers=[BREAK_GLASS, CONTRACTOR])], exchangeRole=False,
                 settings={"approvedExclusions": {"users": [BREAK_GLASS]}}),
+        _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000008", "Proseware",
+                "an old tenant nobody touched: modern auth off in Exchange, SharePoint legacy protocols on",
+                policies=[copy.deepcopy(BLOCK_POLICY)], oauth2="False", spo_legacy=True),
     ]
     return {"app": dict(APP), "tenants": tenants}

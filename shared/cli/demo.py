@@ -20,7 +20,7 @@ from shared.cli.errors import UsageError
 from shared.cli.render import table
 from shared.collect import MicrosoftEndpoints, TenantAccess
 from shared.controls import controls
-from shared.model import Status, format_time
+from shared.model import ControlResult, Status, format_time
 from shared.service import TenantOutcome, run_cycle
 from shared.storage.results import ResultStore, StoredResult
 
@@ -59,24 +59,18 @@ async def _cycle(tenants: list[TenantAccess], endpoints: MicrosoftEndpoints,
 def _print_results(outcomes: list[TenantOutcome], stored: dict[str, list[StoredResult]],
                    stories: dict[str, str]) -> None:
     """A tenants × controls matrix, then one line per thing that needs a person's attention."""
-    control_ids = [control.id for control in controls()]
+    catalogue = controls()
+    control_ids = [control.id for control in catalogue]
     matrix = []
     attention = []
     for outcome in outcomes:
         by_control = {item.result.control: item.result for item in stored.get(outcome.tenant_id, [])}
         matrix.append([outcome.display_name] + [str(by_control[c].status) if c in by_control else "-"
                                                  for c in control_ids])
-        if outcome.failure:
-            attention.append((outcome.display_name, "-", "unknown", outcome.failure))
-        elif outcome.unreachable and outcome.snapshot:
-            error = next(iter(outcome.snapshot.errors.values()))
-            attention.append((outcome.display_name, "(whole tenant)", "unreachable", f"{error.code}: {error.message}"))
-            continue
-        for result in by_control.values():
-            if result.status != Status.PASS:
-                attention.append((outcome.display_name, result.control, str(result.status), result.summary))
+        attention.extend(_attention(outcome, [by_control[c] for c in control_ids if c in by_control]))
     print()
-    table(["TENANT"] + control_ids, matrix, status_columns=range(1, len(control_ids) + 1))
+    table(["TENANT"] + [control.metadata.label or control.id for control in catalogue], matrix,
+          status_columns=range(1, len(control_ids) + 1))
     print("\nWhat needs attention:\n")
     table(("TENANT", "CONTROL", "STATUS", "WHY"), attention, status_columns=(2,))
     print("\nThe stories behind the fleet:")
@@ -85,6 +79,29 @@ def _print_results(outcomes: list[TenantOutcome], stored: dict[str, list[StoredR
     failing = sum(1 for items in stored.values() for item in items if item.result.status == Status.FAIL)
     print(f"\n{len(outcomes)} tenants evaluated at {format_time(DEMO_NOW)} (simulated clock); "
           f"{failing} failing controls; results stored in Table storage and read back for this table.")
+
+
+def _attention(outcome: TenantOutcome, results: list[ControlResult]) -> list[tuple[str, str, str, str]]:
+    """What a person must look at for one tenant: every non-passing verdict, but one line for a whole tenant that
+    could not be reached and one line for controls that are unknown because the same sources are missing."""
+    name = outcome.display_name
+    if outcome.failure:
+        return [(name, "-", "unknown", outcome.failure)]
+    if outcome.unreachable and outcome.snapshot:
+        error = next(iter(outcome.snapshot.errors.values()))
+        return [(name, "(whole tenant)", "unreachable", f"{error.code}: {error.message}")]
+    rows = [(name, r.control, str(r.status), r.summary) for r in results
+            if r.status not in (Status.PASS, Status.UNKNOWN)]
+    unknown = [r for r in results if r.status == Status.UNKNOWN]
+    if len(unknown) > 1 and outcome.snapshot and outcome.snapshot.errors:
+        causes = sorted({f"{e.status or ''} {e.message or e.code}".strip()
+                         for e in outcome.snapshot.errors.values()})
+        missing = ", ".join(sorted(outcome.snapshot.errors))
+        rows.append((name, f"{len(unknown)} controls", "unknown",
+                     f"{missing} not collected: {'; '.join(causes)}"))
+    else:
+        rows.extend((name, r.control, str(r.status), r.summary) for r in unknown)
+    return rows
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,14 @@ from shared.controls.base import Control, registered
 # Catalogue order is the order results are reported in (controls.md numbering).
 CATALOGUE = (
     "entra_legacy_auth_blocked",
+    "entra_legacy_signins_blocked",
     "exo_smtp_auth_disabled",
+    "exo_smtp_auth_mailbox_overrides",
+    "exo_basic_auth_policy",
+    "exo_pop_imap_disabled",
+    "exo_modern_auth_enabled",
+    "spo_legacy_auth_disabled",
+    "legacy_auth_exposure",
 )
 
 for _module in CATALOGUE:

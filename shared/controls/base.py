@@ -24,6 +24,7 @@ class ControlMetadata:
     sources: tuple[str, ...]  # snapshot sources the control reads, e.g. "graph.securityDefaults"
     permissions: tuple[str, ...]  # what the collector needs to fetch those sources
     remediation: str
+    label: str = ""  # a column header's worth of title, for tables with one column per control
 
     def result(self, status: Status, summary: str, evidence: dict[str, Any] | None = None,
                remediation: str | None = None) -> ControlResult:

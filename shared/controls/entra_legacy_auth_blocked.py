@@ -8,6 +8,7 @@ from shared.model import ControlResult, EvaluationContext, Severity, Status, Ten
 
 METADATA = ControlMetadata(
     id="entra_legacy_auth_blocked",
+    label="legacy auth blocked",
     title="Legacy authentication is blocked by Conditional Access or security defaults",
     severity=Severity.HIGH,
     frameworks=("CISA MS.AAD.1.1v1", "CIS 5.2.2.3"),

@@ -7,6 +7,7 @@ from shared.model import ControlResult, EvaluationContext, Severity, Status, Ten
 
 METADATA = ControlMetadata(
     id="exo_smtp_auth_disabled",
+    label="SMTP AUTH off",
     title="SMTP AUTH is disabled for the organisation",
     severity=Severity.HIGH,
     frameworks=("CISA MS.EXO.5.1v1", "CIS 6.5.4"),

@@ -3,27 +3,55 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
+from shared.controls import controls
 from simulator.demo_fleet import demo_fleet
 
 
-def test_demo_runs_a_cycle_and_prints_every_tenant_with_its_verdicts():
-    env = {**os.environ, "COLUMNS": "200"}
+def run_demo() -> str:
+    env = {**os.environ, "COLUMNS": "250"}
     env.pop("AUTHWATCH_STORAGE_CONNECTION_STRING", None)
     done = subprocess.run([sys.executable, "-m", "shared.cli", "demo"], capture_output=True, text=True,
                           timeout=180, env=env)
     assert done.returncode == 0, done.stderr
-    out = done.stdout
     assert "Traceback" not in done.stderr and "get_token failed" not in done.stderr
-    matrix = out.split("What needs attention")[0]
-    rows = {line.split("  ")[0]: line for line in matrix.splitlines()}
-    for tenant in demo_fleet()["tenants"]:
-        assert tenant["displayName"] in out
-    assert "FAIL" in rows["Fabrikam"] and "report-only" in out
-    assert rows["Northwind Traders"].split()[-1] == "FAIL"  # SMTP AUTH re-enabled
-    assert rows["Contoso"].split()[1:] == ["PASS", "PASS"]
+    return done.stdout
+
+
+def matrix(out: str) -> dict[str, dict[str, str]]:
+    """The tenants × controls table, as {tenant: {column label: status}}."""
+    lines = [line for line in out.split("What needs attention")[0].splitlines() if line.strip()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("TENANT"))
+    header = re.split(r"\s{2,}", lines[start].strip())
+    rows = {}
+    for line in lines[start + 2:]:
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) == len(header):
+            rows[cells[0]] = dict(zip(header[1:], cells[1:]))
+    return rows
+
+
+def test_demo_runs_a_cycle_and_shows_every_story():
+    out = run_demo()
+    table = matrix(out)
+    label = {control.id: control.metadata.label for control in controls()}
+    assert set(table) == {tenant["displayName"] for tenant in demo_fleet()["tenants"]}
+    assert set(table["Contoso"].values()) == {"PASS"}
+    assert table["Fabrikam"][label["entra_legacy_auth_blocked"]] == "FAIL" and "report-only" in out
+    assert table["Northwind Traders"][label["exo_smtp_auth_disabled"]] == "FAIL"  # SMTP AUTH re-enabled
+    assert table["Tailspin Toys"][label["entra_legacy_signins_blocked"]] == "PENDING"  # inside its 24-hour window
+    assert table["Litware"][label["entra_legacy_signins_blocked"]] == "N/A"  # no Entra P1
+    assert set(table["Woodgrove Bank"].values()) == {"UNKNOWN"}
     assert "UNREACHABLE" in out and "AADSTS700016" in out  # consent revoked, the others carry on
     assert "cccccccc-0000-0000-0000-000000000003" in out  # the unapproved exclusion is named
     assert "read back" in out
+
+
+def test_demo_fleet_fails_and_passes_every_control():
+    table = matrix(run_demo())
+    for control in controls():
+        column = [row[control.metadata.label] for row in table.values()]
+        assert "FAIL" in column and "PASS" in column, control.id
