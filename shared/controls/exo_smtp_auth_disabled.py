@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from shared.controls.base import ControlMetadata, as_bool, first_object, not_collected, register
-from shared.model import ControlResult, EvaluationContext, Severity, Status, TenantSnapshot
+from shared.controls.base import ControlMetadata, register
+from shared.controls.setting_flag import SettingFlag
+from shared.model import ControlResult, EvaluationContext, Severity, TenantSnapshot
 
 METADATA = ControlMetadata(
     id="exo_smtp_auth_disabled",
@@ -16,29 +17,19 @@ METADATA = ControlMetadata(
     remediation="Set-TransportConfig -SmtpClientAuthenticationDisabled $true",
 )
 
-SOURCE = "exchange.transportConfig"
+FLAG = SettingFlag(
+    source="exchange.transportConfig",
+    field="SmtpClientAuthenticationDisabled",
+    where="transport config",
+    safe_value=True,
+    question="whether SMTP AUTH is disabled",
+    passed="SMTP AUTH is disabled for the organisation",
+    failed="SMTP AUTH is enabled for the whole organisation: any mailbox can send with a password over basic auth",
+    identity=("Identity",),
+)
 
 
 @register(METADATA)
 def check(snapshot: TenantSnapshot, context: EvaluationContext = EvaluationContext()) -> ControlResult:
-    if not snapshot.collected(SOURCE):
-        return not_collected(METADATA, snapshot, SOURCE)
-    config = first_object(snapshot.get(SOURCE))
-    raw = config.get("SmtpClientAuthenticationDisabled") if config else None
-    disabled = as_bool(raw)
-    evidence = {"SmtpClientAuthenticationDisabled": raw}
-    if disabled is True:
-        return METADATA.result(Status.PASS, "SMTP AUTH is disabled for the organisation (transport config).", evidence)
-    if disabled is False:
-        return METADATA.result(
-            Status.FAIL,
-            "SMTP AUTH is enabled for the whole organisation: any mailbox can send with a password over basic auth "
-            "(transport config SmtpClientAuthenticationDisabled is False).",
-            evidence,
-        )
-    # Peers guess here (ScubaGear passes, Prowler fails); a missing value proves nothing either way.
-    return METADATA.result(
-        Status.UNKNOWN,
-        f"Cannot tell whether SMTP AUTH is disabled: transport config SmtpClientAuthenticationDisabled is {raw!r}.",
-        evidence,
-    )
+    # A missing value is unknown: peers guess here (ScubaGear passes, Prowler fails), which proves nothing.
+    return FLAG.check(METADATA, snapshot)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.controls.base import ControlMetadata, as_bool, not_collected, register
-from shared.model import ControlResult, EvaluationContext, Severity, Status, TenantSnapshot
+from shared.controls.base import ControlMetadata, register
+from shared.controls.setting_flag import SettingFlag
+from shared.model import ControlResult, EvaluationContext, Severity, TenantSnapshot
 
 METADATA = ControlMetadata(
     id="spo_legacy_auth_disabled",
@@ -33,28 +34,19 @@ def _settings(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+FLAG = SettingFlag(
+    source=SOURCE,
+    field=FIELD,
+    where="SharePoint settings",
+    safe_value=False,
+    question="whether SharePoint Online allows legacy authentication",
+    passed="SharePoint Online blocks legacy authentication protocols",
+    failed="SharePoint Online accepts legacy authentication protocols: apps can reach SharePoint and OneDrive with a "
+           "password alone",
+    read=_settings,
+)
+
+
 @register(METADATA)
 def check(snapshot: TenantSnapshot, context: EvaluationContext = EvaluationContext()) -> ControlResult:
-    if not snapshot.collected(SOURCE):
-        return not_collected(METADATA, snapshot, SOURCE)
-    settings = _settings(snapshot.get(SOURCE))
-    raw = settings.get(FIELD) if settings else None
-    enabled = as_bool(raw)
-    evidence = {FIELD: raw}
-    if enabled is False:
-        return METADATA.result(Status.PASS, "SharePoint Online blocks legacy authentication protocols "
-                                            f"(SharePoint settings {FIELD} is false).", evidence)
-    if enabled is True:
-        return METADATA.result(
-            Status.FAIL,
-            "SharePoint Online accepts legacy authentication protocols: apps can reach SharePoint and OneDrive with "
-            f"a password alone (SharePoint settings {FIELD} is true).",
-            evidence,
-        )
-    # Empty settings or an odd value: nothing proves the tenant either way.
-    return METADATA.result(
-        Status.UNKNOWN,
-        f"Cannot tell whether SharePoint Online allows legacy authentication: SharePoint settings {FIELD} is "
-        f"{'missing' if not settings or FIELD not in settings else repr(raw)}.",
-        evidence,
-    )
+    return FLAG.check(METADATA, snapshot)

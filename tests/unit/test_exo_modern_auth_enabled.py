@@ -33,7 +33,7 @@ def test_failure_names_the_setting_and_the_fix():
     assert "Modern authentication is disabled for Exchange Online" in result.summary
     assert "OAuth2ClientProfileEnabled is False" in result.summary
     assert result.remediation == "Set-OrganizationConfig -OAuth2ClientProfileEnabled $true"
-    assert result.evidence["organization"] == "contoso.onmicrosoft.com"
+    assert result.evidence["Identity"] == "contoso.onmicrosoft.com"
 
 
 def test_field_missing_is_unknown():
