@@ -1,0 +1,261 @@
+"""compare: previous state + baseline + a new snapshot → the new state and the events a person must hear about.
+
+Pure (no I/O; the only time is the snapshot's own collectedAt and the `now` handed in). The same function serves the
+queue worker and `authwatch replay`, so what replay prints is what the timer path would have alerted on.
+
+Rules that keep it quiet and exact:
+- a snapshot not newer than the state is stale and changes nothing (a retry or a replayed file raises nothing new);
+- events fire on transitions only, never per cycle; a flapping setting gives one event per real change;
+- a tenant that cannot be reached at all raises `tenant.unreachable` once and keeps its last verdicts, so coming
+  back raises `tenant.recovered` and no storm of control events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.controls import controls
+from shared.controls.conditional_access import legacy_block
+from shared.controls.enforcement_window import EnforcementWindow, describe_duration, offline_block_start
+from shared.evaluate import evaluate
+from shared.model import ControlResult, EvaluationContext, Status, TenantSnapshot, format_time, parse_time_or_none
+from shared.state import events as ev
+from shared.state.attribution import find_author, policy_modified_in
+from shared.state.config import Config, control_config, merge
+from shared.state.drift import NEUTRAL, REENABLED, STRENGTHENED, WEAKENED, Change, diff
+from shared.state.events import Event
+
+BLOCK_CONTROL = "entra_legacy_auth_blocked"
+SIGNINS_CONTROL = "entra_legacy_signins_blocked"
+STATE_VERSION = 1
+_SEVERITY = {control.id: str(control.metadata.severity) for control in controls()}
+
+
+@dataclass
+class Comparison:
+    state: dict[str, Any]
+    results: list[ControlResult]
+    events: list[Event]  # the contract's events, to history and to alerting
+    notes: list[Event] = field(default_factory=list)  # neutral changes: history only, alert nobody
+    baseline: Config | None = None  # set when this comparison captured the tenant's first baseline
+    stale: bool = False
+
+
+def _time(value: Any) -> datetime | None:
+    return parse_time_or_none(value) if value else None
+
+
+def _policies_by_id(snapshot: TenantSnapshot) -> dict[str, dict[str, Any]]:
+    policies = snapshot.get("graph.conditionalAccessPolicies")
+    return {str(p.get("id")): p for p in policies if isinstance(p, dict)} if isinstance(policies, list) else {}
+
+
+class _Cycle:
+    """One comparison's working set, so each rule below reads as a short method."""
+
+    def __init__(self, previous: dict[str, Any] | None, baseline: Config | None, snapshot: TenantSnapshot) -> None:
+        self.previous = previous
+        self.baseline = baseline
+        self.snapshot = snapshot
+        self.at = snapshot.collected_at
+        self.since = _time(previous.get("lastCollectedAt")) if previous else None
+        self.events: list[Event] = []
+        self.notes: list[Event] = []
+
+    def event(self, kind: str, control: str | None, severity: str, summary: str, details: dict[str, Any],
+              subject: str = "") -> None:
+        target = self.notes if kind == ev.CONFIG_CHANGED else self.events
+        target.append(Event(self.at, self.snapshot.tenant_id, kind, control, severity, summary, details, subject))
+
+    # --- enforcement window ---------------------------------------------------------------------------------
+    def block_start(self, results: list[ControlResult]) -> tuple[datetime | None, str]:
+        """When the block that passes control 1 now became effective, as best known (controls.md §2)."""
+        policies = self.snapshot.get("graph.conditionalAccessPolicies")
+        qualifying = legacy_block(policies, self.snapshot).qualifying if isinstance(policies, list) else ()
+        if self.previous is None:
+            # First sight of the tenant: we did not observe the change, so take the policies' own dates.
+            return offline_block_start(qualifying), "policy dates (first observation)"
+        by_id = _policies_by_id(self.snapshot)
+        inside = [moment for policy in qualifying
+                  if (moment := policy_modified_in(by_id.get(policy.id), self.since, self.at)) is not None]
+        if inside:
+            return max(inside), "policy modifiedDateTime inside the observation interval"
+        return self.at, "observation time"
+
+    def enforcement(self, results: list[ControlResult]) -> tuple[dict[str, Any] | None, list[ControlResult]]:
+        status = {r.control: r.status for r in results}
+        kept = (self.previous or {}).get("enforcement")
+        if status.get(BLOCK_CONTROL) == Status.UNKNOWN:
+            return kept, results  # cannot tell this time: the window we track stays as it was
+        if status.get(BLOCK_CONTROL) != Status.PASS:
+            return None, results
+        if kept is not None:
+            return kept, results
+        started, origin = self.block_start(results)
+        hours = self.snapshot.enforcement_window_hours
+        window = EnforcementWindow(started, hours)
+        # Control 2 must judge against the start we just fixed, not its offline guess.
+        results = evaluate(self.snapshot, EvaluationContext(block_effective_at=started)) if started else results
+        tracked = {"startedAt": format_time(started) if started else None, "hours": hours, "origin": origin,
+                   "confirmed": window.has_closed(self.at), "gapReported": False}
+        if started is not None and not window.has_closed(self.at):
+            left = window.time_left(self.at)
+            self.event(ev.WINDOW_STARTED, SIGNINS_CONTROL, "low",
+                       f"Legacy authentication is now blocked in configuration; enforcement can take up to "
+                       f"{hours:g} hours: the window closes {format_time(window.closes_at)} ({describe_duration(left)} "
+                       "left).", {**window.to_json(), "origin": origin, "secondsLeft": int(left.total_seconds())})
+        return tracked, results
+
+    def enforcement_outcome(self, tracked: dict[str, Any] | None, results: list[ControlResult]) -> set[str]:
+        """Gap or confirmation, each at most once per window. Returns controls whose own event it replaces."""
+        if not tracked or tracked.get("startedAt") is None:
+            return set()
+        signins = next(r for r in results if r.control == SIGNINS_CONTROL)
+        window = EnforcementWindow(_time(tracked["startedAt"]), float(tracked.get("hours", 24)))
+        if signins.status == Status.FAIL and "gapCount" in signins.evidence:
+            if not tracked.get("gapReported"):
+                tracked["gapReported"] = True
+                self.event(ev.ENFORCEMENT_GAP, SIGNINS_CONTROL, "high", signins.summary,
+                           {**window.to_json(), "gapCount": signins.evidence.get("gapCount"),
+                            "gaps": signins.evidence.get("gaps"), "remediation": signins.remediation})
+            return {SIGNINS_CONTROL}
+        if window.has_closed(self.at) and not tracked.get("confirmed") and signins.status == Status.PASS:
+            tracked["confirmed"] = True
+            self.event(ev.WINDOW_CONFIRMED, SIGNINS_CONTROL, "low",
+                       f"Enforcement confirmed: no successful legacy sign-in since the window closed at "
+                       f"{format_time(window.closes_at)}.", window.to_json())
+        return set()
+
+    # --- control transitions --------------------------------------------------------------------------------
+    def transitions(self, results: list[ControlResult], replaced: set[str]) -> dict[str, Any]:
+        before = (self.previous or {}).get("controls", {})
+        after: dict[str, Any] = {}
+        for result in results:
+            old = before.get(result.control, {}).get("status")
+            new = str(result.status)
+            after[result.control] = {"status": new, "since": before.get(result.control, {}).get("since")
+                                     if old == new else format_time(self.at)}
+            if old == new or result.control in replaced:
+                continue
+            details = {"before": old, "after": new, "evidence": result.evidence, "remediation": result.remediation}
+            if new == Status.FAIL:
+                self.event(ev.CONTROL_FAILED, result.control, str(result.severity), result.summary, details)
+            elif new == Status.PASS and old == Status.FAIL:
+                self.event(ev.CONTROL_RECOVERED, result.control, str(result.severity), result.summary, details)
+            elif new == Status.UNKNOWN and old is not None and old != Status.UNKNOWN:
+                self.event(ev.CONTROL_UNKNOWN, result.control, str(result.severity), result.summary, details)
+        return after
+
+    # --- drift ----------------------------------------------------------------------------------------------
+    def author(self, change: Change) -> dict[str, Any]:
+        if change.section == "conditionalAccess":
+            policy_id = change.key.removeprefix("ca:")
+            found = find_author(self.snapshot, target_id=policy_id, activity_words=(), since=self.since)
+            if not found:
+                modified = policy_modified_in(_policies_by_id(self.snapshot).get(policy_id), self.since, self.at)
+                found = {"changedBy": None, "changedAt": format_time(modified)} if modified else {}
+            return found
+        if change.section == "securityDefaults":
+            return find_author(self.snapshot, target_id=None, activity_words=("security defaults",), since=self.since)
+        return {}
+
+    def drift(self, current: Config, results: list[ControlResult]) -> None:
+        reference = self.previous.get("config") if self.previous else self.baseline
+        if not reference:
+            return
+        blocked = next(r for r in results if r.control == BLOCK_CONTROL).status == Status.PASS
+        for change in diff(reference, current):
+            effect = change.effect
+            if change.key == "securityDefaults.isEnabled" and effect == WEAKENED and not blocked:
+                effect = REENABLED  # security defaults off and no CA block: legacy auth is open again
+            elif change.key == "securityDefaults.isEnabled" and effect == WEAKENED:
+                effect = NEUTRAL  # a CA block still holds legacy auth shut
+            self.drift_event(change, effect, current)
+
+    def drift_event(self, change: Change, effect: str, current: Config) -> None:
+        listed = "; ".join(field.describe() for field in change.fields)
+        name = change.key.removeprefix("ca:")
+        if change.section == "conditionalAccess":
+            policy = (current.get("conditionalAccess", {}).get(change.key) or {}).get("displayName")
+            old = ((self.previous or {}).get("config", {}).get("conditionalAccess", {}).get(change.key) or {})
+            name = f"Conditional Access policy '{policy or old.get('displayName') or name}'"
+        baseline_value = (self.baseline or {}).get(change.section, {}).get(change.key)
+        details = {"section": change.section, "item": change.key,
+                   "changes": [{"field": f.field, "before": f.before, "after": f.after, "effect": f.effect,
+                                "note": f.note} for f in change.fields],
+                   "matchesBaseline": baseline_value == current.get(change.section, {}).get(change.key),
+                   **self.author(change)}
+        who = f" by {details['changedBy']}" if details.get("changedBy") else ""
+        kind, severity, verb = {
+            REENABLED: (ev.BASIC_AUTH_REENABLED, "high", "Basic authentication re-enabled"),
+            WEAKENED: (ev.DRIFT_WEAKENED, _SEVERITY.get(change.control, "medium"), "Protection weakened"),
+            STRENGTHENED: (ev.DRIFT_STRENGTHENED, "low", "Protection strengthened (consider accepting a new "
+                                                         "baseline)"),
+            NEUTRAL: (ev.CONFIG_CHANGED, "low", "Configuration changed"),
+        }[effect]
+        self.event(kind, change.control, severity, f"{verb}{who}: {name}: {listed}.", details, subject=change.key)
+
+
+def _unreachable(previous: dict[str, Any] | None, snapshot: TenantSnapshot, results: list[ControlResult],
+                 cycle: _Cycle) -> dict[str, Any]:
+    error = next(iter(snapshot.errors.values()))
+    if not (previous or {}).get("unreachable"):
+        cycle.event(ev.TENANT_UNREACHABLE, None, "high",
+                    f"authwatch cannot read this tenant: {error.code}: {error.message}",
+                    {"errors": {source: e.to_json() for source, e in snapshot.errors.items()}})
+    state = dict(previous or {"version": STATE_VERSION, "tenantId": snapshot.tenant_id, "controls": {},
+                              "config": {}, "enforcement": None})
+    # The last known verdicts stay: when the tenant comes back, only real changes raise events.
+    state.update(lastCollectedAt=format_time(snapshot.collected_at), unreachable=True,
+                 consecutiveFailures=int(state.get("consecutiveFailures", 0)) + 1, lastError=error.to_json())
+    return state
+
+
+def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: TenantSnapshot, *,
+            now: datetime) -> Comparison:
+    """The heart of authwatch. `previous` is the stored state (None: never seen), `baseline` the approved config."""
+    last = _time(previous.get("lastCollectedAt")) if previous else None
+    if previous is not None and last is not None and snapshot.collected_at <= last:
+        return Comparison(state=previous, results=[], events=[], stale=True)
+
+    cycle = _Cycle(previous, baseline, snapshot)
+    tracked_start = _time(((previous or {}).get("enforcement") or {}).get("startedAt"))
+    results = evaluate(snapshot, EvaluationContext(block_effective_at=tracked_start))
+    if snapshot.unreachable:
+        state = _unreachable(previous, snapshot, results, cycle)
+        return Comparison(state=state, results=results, events=cycle.events)
+
+    if (previous or {}).get("unreachable"):
+        cycle.event(ev.TENANT_RECOVERED, None, "low", "authwatch can read this tenant again.",
+                    {"unreachableSince": (previous or {}).get("lastSuccessAt"),
+                     "failedCycles": (previous or {}).get("consecutiveFailures", 0)})
+    tracked, results = cycle.enforcement(results)
+    replaced = cycle.enforcement_outcome(tracked, results)
+    controls_state = cycle.transitions(results, replaced)
+    current = control_config(snapshot)
+    cycle.drift(current, results)
+    new_baseline = None if baseline is not None else current
+    state = {
+        "version": STATE_VERSION,
+        "tenantId": snapshot.tenant_id,
+        "lastCollectedAt": format_time(snapshot.collected_at),
+        "lastSuccessAt": format_time(snapshot.collected_at),
+        "evaluatedAt": format_time(now),
+        "unreachable": False,
+        "consecutiveFailures": 0,
+        "lastError": None,
+        "controls": controls_state,
+        "config": merge((previous or {}).get("config"), current),
+        "enforcement": tracked,
+        "partialErrors": {source: e.to_json() for source, e in snapshot.errors.items()},
+    }
+    return Comparison(state=state, results=results, events=cycle.events, notes=cycle.notes, baseline=new_baseline)
+
+
+def watermark(state: dict[str, Any] | None, overlap: timedelta = timedelta(minutes=10)) -> datetime | None:
+    """Where the next collection of sign-ins and audits starts: the last success minus a small overlap, so an
+    item logged late is still seen (and the once-per-window flags keep it from raising a second event)."""
+    last = _time((state or {}).get("lastSuccessAt"))
+    return last - overlap if last else None
