@@ -10,7 +10,7 @@ import azure.functions as func
 
 from shared.model import format_time
 from shared.settings import Settings
-from shared.storage.results import ResultStore
+from shared.storage.tenant_store import TenantStore
 
 bp = func.Blueprint()
 log = logging.getLogger("authwatch.http")
@@ -33,8 +33,8 @@ async def tenant_results(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id = _tenant_id(req.route_params.get("tenantId"))
     if tenant_id is None:
         return _json(400, {"error": "tenantId must be a GUID, e.g. 8c1d0f4e-1a2b-4c3d-8e9f-000000000001"})
-    async with ResultStore.from_connection_string(Settings.from_env().storage_connection_string) as store:
-        stored = await store.load(tenant_id)
+    async with TenantStore.from_connection_string(Settings.from_env().storage_connection_string) as store:
+        stored = (await store.load(tenant_id)).results
     log.info("results read", extra={"tenant_id": tenant_id, "count": len(stored)})
     if not stored:
         return _json(404, {"error": f"no results stored for tenant {tenant_id}"})

@@ -1,6 +1,12 @@
-"""Service functions: the one place that strings collect → evaluate → persist together.
+"""Service functions: the one place that strings collect → compare → persist → enqueue together.
 
 The Functions entry points, the CLI and the demo all call these, so every run mode does exactly the same work.
+
+Crash safety (the outbox): a cycle's events are written in the SAME Table transaction as the new state, marked
+pending; only then are they put on the `alerts` queue and marked sent. A crash before the commit loses nothing (the
+retry collects and compares again); a crash after it leaves pending events that the next run of this tenant (the
+retry, or the next cycle) enqueues first. A crash between enqueue and marking sent can enqueue an event twice; its
+stable id lets delivery drop the copy.
 """
 
 from __future__ import annotations
@@ -9,15 +15,38 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared.collect import MicrosoftEndpoints, TenantAccess, collect_tenant
 from shared.collect.connection import http_client
-from shared.evaluate import evaluate
-from shared.model import ControlResult, TenantSnapshot
-from shared.storage.results import ResultStore
+from shared.model import ControlResult, TenantSnapshot, format_time, parse_time_or_none
+from shared.state.compare import Comparison, compare, watermark
+from shared.state.events import EVENT_TYPES, Event
+from shared.storage.queues import JsonQueue
+from shared.storage.tenant_store import ConcurrencyConflict, TenantStore
 
 log = logging.getLogger("authwatch")
+
+# Two workers on one tenant: the loser reloads and compares again; more than this means something is wrong.
+COMMIT_ATTEMPTS = 3
+
+
+@dataclass
+class Monitor:
+    """Everything a cycle needs, built once (see shared.bootstrap)."""
+
+    store: TenantStore
+    alerts: JsonQueue
+    endpoints: MicrosoftEndpoints
+    history_days: int = 90
+
+    async def create(self) -> None:
+        await self.store.create()
+        await self.alerts.create()
+
+    async def close(self) -> None:
+        await self.store.close()
+        await self.alerts.close()
 
 
 @dataclass
@@ -26,6 +55,8 @@ class TenantOutcome:
     display_name: str
     snapshot: TenantSnapshot | None = None
     results: list[ControlResult] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    enqueued: int = 0  # alerts handed to the queue by this run (its own and any left pending by a crash)
     failure: str | None = None  # what stopped this tenant's evaluation (storage down, a bug); never a secret
 
     @property
@@ -33,41 +64,105 @@ class TenantOutcome:
         return self.snapshot is not None and self.snapshot.unreachable
 
 
-async def evaluate_tenant(access: TenantAccess, endpoints: MicrosoftEndpoints, store: ResultStore, *,
-                          now: datetime, http=None) -> TenantOutcome:
-    """Collect, evaluate and persist one tenant. Failures become part of the outcome; nothing escapes."""
+async def _commit(monitor: Monitor, tenant_id: str, snapshot: TenantSnapshot, now: datetime) -> Comparison:
+    """Compare against the stored state and commit atomically; on a conflict, start again from the winner's state
+    (whose newer lastCollectedAt usually makes this snapshot stale: exactly one set of events survives)."""
+    for _ in range(COMMIT_ATTEMPTS):
+        record = await monitor.store.load(tenant_id)
+        comparison = compare(record.state, record.baseline, snapshot, now=now)
+        if comparison.stale:
+            return comparison
+        # An unreachable tenant keeps its last results on display; its state says why they are old.
+        results = [] if snapshot.unreachable else comparison.results
+        prune = _history_due(record.state, now)
+        if prune:
+            comparison.state["historyPrunedAt"] = format_time(now)
+        try:
+            await monitor.store.commit(
+                tenant_id, state=comparison.state, expected_etag=record.state_etag, results=results,
+                evaluated_at=now, events=[e.to_record() for e in comparison.events + comparison.notes],
+                baseline=comparison.baseline)
+            if prune:
+                await monitor.store.prune_history(tenant_id, now - timedelta(days=monitor.history_days))
+            return comparison
+        except ConcurrencyConflict:
+            log.info("state changed under us; comparing again", extra={"tenant_id": tenant_id})
+    raise ConcurrencyConflict(f"tenant {tenant_id}: state kept changing during {COMMIT_ATTEMPTS} attempts")
+
+
+def _history_due(state: dict | None, now: datetime) -> bool:
+    """Old history is pruned at most once a day per tenant, riding on a cycle that writes anyway."""
+    last = parse_time_or_none((state or {}).get("historyPrunedAt"))
+    return state is not None and (last is None or now - last >= timedelta(days=1))
+
+
+async def flush_outbox(monitor: Monitor, tenant_id: str, *, now: datetime) -> int:
+    """Hand the tenant's pending events to the alerts queue, then mark them sent. Returns how many alerts went.
+
+    Events are claimed first (a short lease on their rows), so two workers flushing one tenant never both send."""
+    claimed = await monitor.store.claim_pending(tenant_id, now=now)
+    alerts = [record for record in claimed if record.get("type") in EVENT_TYPES]  # notes are history only
+    for record in alerts:
+        await monitor.alerts.send(record)
+    if claimed:
+        await monitor.store.mark_sent(tenant_id, [record["id"] for record in claimed])
+    return len(alerts)
+
+
+async def evaluate_tenant(access: TenantAccess, monitor: Monitor, *, now: datetime, http=None) -> TenantOutcome:
+    """Collect, compare, persist and enqueue one tenant. Failures become part of the outcome; nothing escapes."""
     outcome = TenantOutcome(tenant_id=access.tenant_id, display_name=access.display_name or access.tenant_id)
     started = time.monotonic()
-    stage = "collect"
+    stage = "load"
     try:
-        outcome.snapshot = await collect_tenant(access, endpoints, now=now, http=http)
-        stage = "evaluate"
-        outcome.results = evaluate(outcome.snapshot)
+        # Pending events of an earlier crashed run go first, so they are never held back by a new failure.
+        outcome.enqueued += await flush_outbox(monitor, access.tenant_id, now=now)
+        record = await monitor.store.load(access.tenant_id)
+        stage = "collect"
+        outcome.snapshot = await collect_tenant(access, monitor.endpoints, now=now, since=watermark(record.state),
+                                                http=http)
         stage = "persist"
-        await store.save(access.tenant_id, outcome.results, now)
+        comparison = await _commit(monitor, access.tenant_id, outcome.snapshot, now)
+        outcome.results, outcome.events = comparison.results, comparison.events
+        stage = "enqueue"
+        outcome.enqueued += await flush_outbox(monitor, access.tenant_id, now=now)
         stage = "done"
     except Exception as error:  # noqa: BLE001 - one tenant's failure must not stop the fleet
         outcome.failure = f"{stage} failed: {type(error).__name__}: {error}"
     log.info(
         "tenant evaluated",
         extra={"tenant_id": access.tenant_id, "stage": stage, "outcome": "failed" if outcome.failure else "ok",
-               "unreachable": outcome.unreachable, "duration_ms": round((time.monotonic() - started) * 1000)},
+               "events": len(outcome.events), "unreachable": outcome.unreachable,
+               "duration_ms": round((time.monotonic() - started) * 1000)},
     )
     return outcome
 
 
-async def run_cycle(tenants: list[TenantAccess], endpoints: MicrosoftEndpoints, store: ResultStore, *,
-                    now: datetime, concurrency: int = 16) -> list[TenantOutcome]:
+async def run_cycle(tenants: list[TenantAccess], monitor: Monitor, *, now: datetime,
+                    concurrency: int = 16) -> list[TenantOutcome]:
     """Evaluate a fleet concurrently over one shared connection pool; results keep the input order."""
     gate = asyncio.Semaphore(concurrency)
-    http = http_client(endpoints)
+    http = http_client(monitor.endpoints)
 
     async def one(access: TenantAccess) -> TenantOutcome:
         async with gate:
-            return await evaluate_tenant(access, endpoints, store, now=now, http=http)
+            return await evaluate_tenant(access, monitor, now=now, http=http)
 
     try:
-        await store.create()
+        await monitor.create()
         return list(await asyncio.gather(*(one(access) for access in tenants)))
     finally:
         await http.aclose()
+
+
+async def accept_baseline(store: TenantStore, tenant_id: str) -> dict:
+    """Adopt the tenant's current configuration as its approved baseline (after a deliberate change)."""
+    record = await store.load(tenant_id)
+    if not record.state or not record.state.get("config"):
+        raise LookupError(f"tenant {tenant_id} has not been evaluated yet: there is no configuration to accept")
+    await store.save_baseline(tenant_id, record.state["config"])
+    return record.state["config"]
+
+
+async def prune_history(store: TenantStore, tenant_id: str, *, now: datetime, keep_days: int) -> int:
+    return await store.prune_history(tenant_id, now - timedelta(days=keep_days))

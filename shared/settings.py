@@ -17,6 +17,7 @@ class SettingsError(ValueError):
 class Settings:
     storage_connection_string: str
     endpoints: MicrosoftEndpoints
+    history_days: int = 90
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -25,7 +26,10 @@ class Settings:
         storage = env.get("AUTHWATCH_STORAGE_CONNECTION_STRING") or env.get("AzureWebJobsStorage")
         if not storage:
             raise SettingsError("AUTHWATCH_STORAGE_CONNECTION_STRING (or AzureWebJobsStorage) is not set")
-        return cls(storage_connection_string=storage, endpoints=endpoints_from_env(env))
+        raw_days = env.get("AUTHWATCH_HISTORY_DAYS", "90")
+        if not raw_days.isdigit() or int(raw_days) < 1:
+            raise SettingsError(f"AUTHWATCH_HISTORY_DAYS must be a whole number of days ≥ 1, got {raw_days!r}")
+        return cls(storage_connection_string=storage, endpoints=endpoints_from_env(env), history_days=int(raw_days))
 
 
 def endpoints_from_env(env: Mapping[str, str] | None = None) -> MicrosoftEndpoints:

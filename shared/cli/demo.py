@@ -21,8 +21,10 @@ from shared.cli.render import table
 from shared.collect import MicrosoftEndpoints, TenantAccess
 from shared.controls import controls
 from shared.model import ControlResult, Status, format_time
-from shared.service import TenantOutcome, run_cycle
-from shared.storage.results import ResultStore, StoredResult
+from shared.service import Monitor, TenantOutcome, run_cycle
+from shared.storage.entities import StoredResult
+from shared.storage.queues import ALERTS_QUEUE, JsonQueue
+from shared.storage.tenant_store import TenantStore
 
 # The demo's clock: the scripted stories are written relative to this moment.
 DEMO_NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
@@ -50,9 +52,13 @@ def fleet_access(scenario: dict[str, Any]) -> list[TenantAccess]:
 
 async def _cycle(tenants: list[TenantAccess], endpoints: MicrosoftEndpoints,
                  connection_string: str) -> tuple[list[TenantOutcome], dict[str, list[StoredResult]]]:
-    async with ResultStore.from_connection_string(connection_string) as store:
-        outcomes = await run_cycle(tenants, endpoints, store, now=DEMO_NOW)
-        stored = {access.tenant_id: await store.load(access.tenant_id) for access in tenants}
+    monitor = Monitor(store=TenantStore.from_connection_string(connection_string),
+                      alerts=JsonQueue.from_connection_string(connection_string, ALERTS_QUEUE), endpoints=endpoints)
+    try:
+        outcomes = await run_cycle(tenants, monitor, now=DEMO_NOW)
+        stored = {access.tenant_id: (await monitor.store.load(access.tenant_id)).results for access in tenants}
+    finally:
+        await monitor.close()
     return outcomes, stored
 
 
@@ -65,7 +71,8 @@ def _print_results(outcomes: list[TenantOutcome], stored: dict[str, list[StoredR
     attention = []
     for outcome in outcomes:
         by_control = {item.result.control: item.result for item in stored.get(outcome.tenant_id, [])}
-        matrix.append([outcome.display_name] + [str(by_control[c].status) if c in by_control else "-"
+        missing = "unknown" if outcome.unreachable else "-"  # never read: nothing is known about it
+        matrix.append([outcome.display_name] + [str(by_control[c].status) if c in by_control else missing
                                                  for c in control_ids])
         attention.extend(_attention(outcome, [by_control[c] for c in control_ids if c in by_control]))
     print()

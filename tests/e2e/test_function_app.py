@@ -11,7 +11,7 @@ import azure.functions as func
 import pytest
 
 from shared.model import ControlResult, Severity, Status
-from shared.storage.results import ResultStore
+from shared.storage.tenant_store import TenantStore
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +47,10 @@ def test_results_route_returns_stored_results(app_functions, storage_connection_
     at = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
 
     async def seed():
-        async with ResultStore.from_connection_string(storage_connection_string) as store:
+        async with TenantStore.from_connection_string(storage_connection_string) as store:
             await store.create()
-            await store.save(tenant, [ControlResult("exo_smtp_auth_disabled", Status.FAIL, Severity.HIGH, "on")], at)
+            await store.commit(tenant, state={"tenantId": tenant}, expected_etag=None, evaluated_at=at, events=[],
+                               results=[ControlResult("exo_smtp_auth_disabled", Status.FAIL, Severity.HIGH, "on")])
 
     asyncio.run(seed())
     response = call(app_functions["tenant_results"], route_params={"tenantId": tenant})

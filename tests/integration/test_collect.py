@@ -10,7 +10,9 @@ from shared.collect import TenantAccess, collect_tenant
 from shared.evaluate import evaluate
 from shared.model import SOURCES
 from shared.service import run_cycle
-from shared.storage.results import ResultStore
+from shared.service import Monitor
+from shared.storage.queues import ALERTS_QUEUE, JsonQueue
+from shared.storage.tenant_store import TenantStore
 from tests.builders import block_policy
 from tests.integration.conftest import endpoints_for
 
@@ -136,11 +138,17 @@ def test_a_cycle_persists_every_reachable_tenant(simulator_for, storage_connecti
     tenants = [access(HEALTHY), access(SMTP_ON), access(NO_CONSENT)]
 
     async def go():
-        async with ResultStore.from_connection_string(storage_connection_string) as store:
-            outcomes = await run_cycle(tenants, endpoints_for(sim), store, now=NOW)
-            return outcomes, {t.tenant_id: await store.load(t.tenant_id) for t in tenants}
+        monitor = Monitor(TenantStore.from_connection_string(storage_connection_string),
+                          JsonQueue.from_connection_string(storage_connection_string, ALERTS_QUEUE), endpoints_for(sim))
+        try:
+            outcomes = await run_cycle(tenants, monitor, now=NOW)
+            records = {t.tenant_id: await monitor.store.load(t.tenant_id) for t in tenants}
+            return outcomes, records, await monitor.alerts.receive_all()
+        finally:
+            await monitor.close()
 
-    outcomes, stored = asyncio.run(go())
+    outcomes, records, alerts = asyncio.run(go())
+    stored = {tenant_id: record.results for tenant_id, record in records.items()}
     assert [o.failure for o in outcomes] == [None, None, None]
     assert [o.unreachable for o in outcomes] == [False, False, True]
     statuses = {tid: {s.result.control: s.result.status for s in items} for tid, items in stored.items()}
@@ -148,4 +156,10 @@ def test_a_cycle_persists_every_reachable_tenant(simulator_for, storage_connecti
     assert statuses[HEALTHY]["entra_legacy_auth_blocked"] == "pass"
     assert statuses[HEALTHY]["exo_smtp_auth_disabled"] == "pass"
     assert len(statuses[HEALTHY]) == 9
-    assert set(statuses[NO_CONSENT].values()) == {"unknown"}
+    # The unreachable tenant is recorded as such and alerted on; its (absent) verdicts are not overwritten.
+    assert statuses[NO_CONSENT] == {}
+    assert records[NO_CONSENT].state["unreachable"] is True
+    queued = {(a["tenantId"], a["type"]) for a in alerts}
+    assert (NO_CONSENT, "tenant.unreachable") in queued
+    assert (SMTP_ON, "control.failed") in queued
+    assert all(a["id"] and a["at"] == "2026-11-23T08:00:00Z" for a in alerts)

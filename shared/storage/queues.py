@@ -1,0 +1,54 @@
+"""Storage queues: `alerts` carries one message per event to deliver. Messages are base64 text, which is what the
+Functions queue trigger expects by default (host.json messageEncoding)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+from azure.storage.queue.aio import QueueClient
+
+ALERTS_QUEUE = "alerts"
+
+
+class JsonQueue:
+    """A queue of JSON documents. Delivery is at least once: consumers must be idempotent (events carry an id)."""
+
+    def __init__(self, client: QueueClient) -> None:
+        self._client = client
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str, name: str) -> JsonQueue:
+        return cls(QueueClient.from_connection_string(
+            connection_string, name, message_encode_policy=TextBase64EncodePolicy(),
+            message_decode_policy=TextBase64DecodePolicy()))
+
+    async def create(self) -> None:
+        try:
+            await self._client.create_queue()
+        except ResourceExistsError:
+            pass
+
+    async def send(self, document: dict[str, Any]) -> None:
+        await self._client.send_message(json.dumps(document, separators=(",", ":")))
+
+    async def receive_all(self, *, visibility_timeout: int = 30, limit: int = 1000) -> list[dict[str, Any]]:
+        """Read and delete what is queued (tests, the CLI demo). Workers in Functions use the queue trigger."""
+        documents: list[dict[str, Any]] = []
+        async for message in self._client.receive_messages(max_messages=32, visibility_timeout=visibility_timeout):
+            documents.append(json.loads(message.content))
+            await self._client.delete_message(message)
+            if len(documents) >= limit:
+                break
+        return documents
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def __aenter__(self) -> JsonQueue:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()

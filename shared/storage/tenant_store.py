@@ -1,0 +1,417 @@
+"""Everything authwatch keeps about one tenant, in one Table partition, written one evaluation cycle at a time.
+
+Table `AuthwatchTenants`, PartitionKey = tenant id. RowKeys sort so the rows a cycle needs come first:
+
+    a:state                         the tenant's state document (compare layer), chunked JSON, carries the ETag
+    a:baseline                      the approved baseline document, chunked JSON
+    b:result:<control id>           current result per control (same properties as ResultStore rows)
+    e:<inverted ms>:<event id>      event history, newest first; Pending=True until the alert reached the queue
+
+Every row below "c" is current, so `load` is one range query, and `commit` writes state, results, new events (and
+the baseline when it changes) in ONE entity-group transaction: all or nothing, ≤ 100 operations, ≤ 4 MiB. The state
+row is written with the ETag read by `load` (or created when there was none), so two workers racing on the same
+tenant cannot both win: the loser gets `ConcurrencyConflict` and nothing of its cycle is stored. Because event rows
+are inserted in that same transaction with Pending=True, the event rows double as the alert outbox: an alert is
+handed to the queue after the commit and then `mark_sent`; a crash in between leaves it pending, to be sent again
+(with the same idempotency key) rather than lost.
+
+Why the failing operation can be told apart: a rejected transaction answers with the status of the first failing
+operation, and its message starts with that operation's index ("1:The update condition specified in the request was
+not satisfied."), which azure-data-tables exposes as `TableTransactionError.index`. The state row is always
+operation 0, so 412 (stale ETag), 409 (created meanwhile) or 404 (deleted meanwhile) at index 0 is a state
+conflict; 409 at an event row is an event id that is already stored. Both become `ConcurrencyConflict`.
+
+An event's RowKey holds its time as well as its id, so "already stored" is detected for the same id at the same
+millisecond — which is what a retried cycle produces, since the id is an idempotency key derived from the event.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables.aio import TableServiceClient
+
+from shared.model import ControlResult
+from shared.storage.entities import (
+    MAX_DOCUMENT_CHARS,
+    MAX_PROPERTY_CHARS,
+    DocumentCorrupt,
+    DocumentTooLarge,
+    StoredResult,
+    document_properties,
+    evidence_json,
+    read_document,
+    result_properties,
+    stored_result,
+)
+
+__all__ = ["MAX_DOCUMENT_CHARS", "TABLE", "ConcurrencyConflict", "DocumentCorrupt", "DocumentTooLarge", "TenantRecord",
+           "TenantStore"]
+
+TABLE = "AuthwatchTenants"
+STATE_ROW = "a:state"
+BASELINE_ROW = "a:baseline"
+RESULT_PREFIX = "b:result:"
+CURRENT_END = "c"  # every current row (state, baseline, results) sorts below this
+EVENT_PREFIX = "e:"
+EVENT_END = "e;"  # ';' is the character after ':', so every event RowKey sorts between EVENT_PREFIX and this
+
+MAX_TRANSACTION_OPERATIONS = 100
+# The service rejects a transaction over 4 MiB; the estimate below is of the JSON sent, so keep some headroom.
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024 - 64 * 1024
+_OPERATION_OVERHEAD_BYTES = 1024  # MIME part headers, URL and boundary of one operation inside the $batch body
+
+_EVENT_SCALE = 10**13  # inverted milliseconds, 13 digits: good until the year 2286
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MILLISECOND = timedelta(milliseconds=1)
+# Characters the Table service refuses in PartitionKey / RowKey values.
+_FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+_MAX_EVENT_ID_CHARS = 400  # RowKey ≤ 1 KiB
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer changed the tenant first (HTTP 412 / 409), or an event id is already stored: nothing of the
+    commit was written; reload, re-compare and try again."""
+
+    def __init__(self, message: str, *, tenant_id: str | None = None, row_key: str | None = None) -> None:
+        super().__init__(message)
+        self.tenant_id = tenant_id
+        self.row_key = row_key  # the row the service refused: "a:state" or an event row
+
+
+@dataclass(frozen=True)
+class TenantRecord:
+    tenant_id: str
+    state: dict[str, Any] | None  # None: never evaluated
+    state_etag: str | None  # ETag of the a:state row (None when absent)
+    baseline: dict[str, Any] | None
+    results: list[StoredResult]
+
+
+def _check_key(value: str, what: str) -> None:
+    if not isinstance(value, str) or not value or _FORBIDDEN_KEY_CHARS.search(value):
+        raise ValueError(f"{what} {value!r} cannot be part of a Table key (empty, or contains / \\ # ? or a control character)")
+
+
+def _document_entity(tenant_id: str, row_key: str, kind: str, document: dict[str, Any]) -> dict[str, Any]:
+    return {"PartitionKey": tenant_id, "RowKey": row_key, **document_properties(tenant_id, kind, document)}
+
+
+def _milliseconds(moment: datetime) -> int:
+    """Whole milliseconds since the epoch, rounded down; naive times are taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment - _EPOCH) // _MILLISECOND
+
+
+def _event_time(tenant_id: str, event: dict[str, Any]) -> datetime:
+    value = event.get("at")
+    try:
+        moment = datetime.fromisoformat(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"tenant {tenant_id}: event {event.get('id')!r} has no ISO 8601 'at' (got {value!r})") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _event_row_key(at: datetime, event_id: str) -> str:
+    return f"{EVENT_PREFIX}{_EVENT_SCALE - _milliseconds(at):013d}:{event_id}"
+
+
+def _event_order(entity: dict[str, Any]) -> tuple[int, int]:
+    """(milliseconds, position in its commit): events of one cycle share `at`, so the position keeps their order."""
+    inverted = int(entity["RowKey"][len(EVENT_PREFIX):len(EVENT_PREFIX) + 13])
+    return _EVENT_SCALE - inverted, int(entity.get("Seq") or 0)
+
+
+def _event_body(event: dict[str, Any]) -> str:
+    """The full event JSON, or — when too big for one property — the event with its details summarised."""
+    text = json.dumps(event, default=str)
+    if len(text) <= MAX_PROPERTY_CHARS:
+        return text
+    details = event.get("details")
+    summarised = json.loads(evidence_json(details)) if isinstance(details, dict) else {"truncated": True}
+    text = json.dumps({**event, "details": summarised}, default=str)
+    if len(text) <= MAX_PROPERTY_CHARS:
+        return text
+    # Something besides the details is huge: keep the envelope a person and the alert channels need.
+    envelope = {key: event.get(key) for key in ("id", "at", "tenantId", "type", "control", "severity")}
+    envelope["summary"] = str(event.get("summary") or "")[:2000]
+    envelope["details"] = {"truncated": True}
+    return json.dumps(envelope, default=str)
+
+
+def _event_entity(tenant_id: str, event: dict[str, Any], position: int) -> dict[str, Any]:
+    event_id = event.get("id")
+    _check_key(event_id, f"tenant {tenant_id}: event id")  # type: ignore[arg-type]
+    if len(event_id) > _MAX_EVENT_ID_CHARS:  # type: ignore[arg-type]
+        raise ValueError(f"tenant {tenant_id}: event id longer than {_MAX_EVENT_ID_CHARS} characters")
+    if event.get("tenantId") not in (None, tenant_id):
+        raise ValueError(f"tenant {tenant_id}: event {event_id} belongs to tenant {event.get('tenantId')}")
+    at = _event_time(tenant_id, event)
+    if not 0 <= _milliseconds(at) < _EVENT_SCALE:
+        raise ValueError(f"tenant {tenant_id}: event {event_id} has an out-of-range time {event.get('at')!r}")
+    return {
+        "PartitionKey": tenant_id,
+        "RowKey": _event_row_key(at, event_id),  # type: ignore[arg-type]
+        "EventId": event_id,
+        "Type": str(event.get("type") or ""),
+        "Control": event.get("control"),  # None (tenant-wide events) is simply not stored
+        "Severity": str(event.get("severity") or ""),
+        "At": at,
+        "Summary": str(event.get("summary") or "")[:MAX_PROPERTY_CHARS],
+        "Body": _event_body(event),
+        "Pending": True,
+        "Seq": position,
+    }
+
+
+def _stored_event(entity: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(entity["Body"])
+
+
+def _transaction_bytes(operations: Sequence[tuple[Any, ...]]) -> int:
+    return sum(len(json.dumps(operation[1], default=str)) + _OPERATION_OVERHEAD_BYTES for operation in operations)
+
+
+def _batches(items: list[Any], size: int = MAX_TRANSACTION_OPERATIONS) -> list[list[Any]]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+def _conflict(tenant_id: str, operations: list[tuple[Any, ...]], error: TableTransactionError,
+              expected_etag: str | None) -> ConcurrencyConflict | None:
+    """The ConcurrencyConflict a refused commit stands for, or None when the failure is something else."""
+    status = error.status_code
+    index = error.index if 0 <= error.index < len(operations) else 0
+    row_key: str = operations[index][1]["RowKey"]
+    code = getattr(error, "error_code", None)
+    if row_key == STATE_ROW and (status in (409, 412) or (status == 404 and code == "ResourceNotFound")):
+        if expected_etag is None:
+            message = f"tenant {tenant_id}: another writer created the state first"
+        elif status == 404:
+            message = f"tenant {tenant_id}: the state read with ETag {expected_etag} has been deleted since"
+        else:
+            message = f"tenant {tenant_id}: the state changed since it was read (ETag {expected_etag})"
+    elif row_key.startswith(EVENT_PREFIX) and status == 409:
+        event_id = row_key.split(":", 2)[2]
+        message = f"tenant {tenant_id}: event {event_id} is already stored"
+    elif status in (409, 412):
+        message = f"tenant {tenant_id}: row {row_key} was changed by another writer ({code})"
+    else:
+        return None
+    return ConcurrencyConflict(f"{message}; nothing of this commit was written", tenant_id=tenant_id, row_key=row_key)
+
+
+class TenantStore:
+    def __init__(self, service: TableServiceClient) -> None:
+        self._service = service
+        self._table = service.get_table_client(TABLE)
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str) -> TenantStore:
+        return cls(TableServiceClient.from_connection_string(connection_string))
+
+    async def create(self) -> None:
+        try:
+            await self._table.create_table()
+        except ResourceExistsError:
+            pass
+
+    async def load(self, tenant_id: str) -> TenantRecord:
+        """State (with its ETag), baseline and current results: one range query over the tenant's partition."""
+        state = state_etag = baseline = None
+        results: list[StoredResult] = []
+        rows = self._table.query_entities("PartitionKey eq @tenant and RowKey lt @end",
+                                          parameters={"tenant": tenant_id, "end": CURRENT_END})
+        async for entity in rows:
+            row_key = entity["RowKey"]
+            if row_key == STATE_ROW:
+                state, state_etag = read_document(tenant_id, entity), entity.metadata["etag"]
+            elif row_key == BASELINE_ROW:
+                baseline = read_document(tenant_id, entity)
+            elif row_key.startswith(RESULT_PREFIX):
+                results.append(stored_result(tenant_id, row_key[len(RESULT_PREFIX):], entity))
+        return TenantRecord(tenant_id=tenant_id, state=state, state_etag=state_etag, baseline=baseline, results=results)
+
+    async def commit(self, tenant_id: str, *, state: dict[str, Any], expected_etag: str | None,
+                     results: list[ControlResult], evaluated_at: datetime, events: list[dict[str, Any]],
+                     baseline: dict[str, Any] | None = None) -> str:
+        """Write one evaluation cycle in one transaction and return the new state ETag.
+
+        The state row is created (expected_etag None) or replaced only if its ETag is still expected_etag; result
+        rows are upserted, event rows inserted with Pending=True, the baseline replaced when given. Raises
+        ConcurrencyConflict — and writes nothing — when the state changed meanwhile or an event id is already stored;
+        ValueError when the cycle does not fit in one transaction (> 100 operations or > 4 MiB).
+        """
+        _check_key(tenant_id, "tenant id")
+        state_entity = _document_entity(tenant_id, STATE_ROW, "state", state)
+        if expected_etag is None:
+            # "return-no-content": the service still answers with the ETag but does not echo a 1 MiB entity back.
+            operations: list[tuple[Any, ...]] = [("create", state_entity, {"response_preference": "return-no-content"})]
+        else:
+            operations = [("update", state_entity, {"mode": UpdateMode.REPLACE, "etag": expected_etag,
+                                                    "match_condition": MatchConditions.IfNotModified})]
+
+        controls = [result.control for result in results]
+        if len(set(controls)) != len(controls):
+            raise ValueError(f"tenant {tenant_id}: the same control appears twice in one commit")
+        for result in results:
+            _check_key(result.control, "control id")
+            entity = {"PartitionKey": tenant_id, "RowKey": f"{RESULT_PREFIX}{result.control}",
+                      **result_properties(result, evaluated_at)}
+            operations.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+
+        event_ids = [event.get("id") for event in events]
+        if len(set(event_ids)) != len(event_ids):
+            raise ValueError(f"tenant {tenant_id}: the same event id appears twice in one commit")
+        for position, event in enumerate(events):
+            operations.append(("create", _event_entity(tenant_id, event, position),
+                               {"response_preference": "return-no-content"}))
+
+        if baseline is not None:
+            operations.append(("upsert", _document_entity(tenant_id, BASELINE_ROW, "baseline", baseline),
+                               {"mode": UpdateMode.REPLACE}))
+
+        if len(operations) > MAX_TRANSACTION_OPERATIONS:
+            raise ValueError(
+                f"tenant {tenant_id}: one commit can hold {MAX_TRANSACTION_OPERATIONS} rows, this one has "
+                f"{len(operations)} (state + {len(results)} results + {len(events)} events"
+                f"{' + baseline' if baseline is not None else ''}); cap the events"
+            )
+        size = _transaction_bytes(operations)
+        if size > MAX_TRANSACTION_BYTES:
+            raise ValueError(f"tenant {tenant_id}: this commit is about {size:,} bytes, over the 4 MiB a transaction "
+                             f"may carry; keep state, baseline and event details smaller")
+
+        try:
+            outcome = await self._table.submit_transaction(operations)
+        except TableTransactionError as error:
+            conflict = _conflict(tenant_id, operations, error, expected_etag)
+            if conflict is None:
+                raise
+            raise conflict from error
+        return outcome[0]["etag"]  # the state row is operation 0; results come back in operation order
+
+    async def save_baseline(self, tenant_id: str, baseline: dict[str, Any]) -> None:
+        """Replace the approved baseline (the "accept baseline" path), outside an evaluation cycle."""
+        _check_key(tenant_id, "tenant id")
+        await self._table.upsert_entity(_document_entity(tenant_id, BASELINE_ROW, "baseline", baseline),
+                                        mode=UpdateMode.REPLACE)
+
+    def _events(self, tenant_id: str, extra_filter: str = "", **kwargs: Any) -> Any:
+        """A query over the tenant's event rows (their RowKey range), optionally narrowed further."""
+        query = "PartitionKey eq @tenant and RowKey gt @start and RowKey lt @end" + extra_filter
+        return self._table.query_entities(query, parameters={"tenant": tenant_id, "start": EVENT_PREFIX,
+                                                             "end": EVENT_END}, **kwargs)
+
+    async def pending_events(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Events not yet handed to the alert queue (the outbox), oldest first, as event dicts."""
+        rows = [entity async for entity in self._events(tenant_id, " and Pending eq true")]
+        return [_stored_event(entity) for entity in sorted(rows, key=_event_order)]
+
+    async def claim_pending(self, tenant_id: str, *, now: datetime,
+                            lease: timedelta = timedelta(minutes=5)) -> list[dict[str, Any]]:
+        """Claim the pending events nobody else holds, oldest first, for `lease`: one conditional transaction on
+        the rows' ETags, so when two workers flush one tenant at once only one of them gets (and sends) them. A
+        claim that is never followed by mark_sent (the worker died) lapses and the next run sends the events."""
+        rows = [entity async for entity in self._events(tenant_id, " and Pending eq true")
+                if not entity.get("ClaimedUntil") or entity["ClaimedUntil"] <= now]
+        rows.sort(key=_event_order)
+        claimed: list[dict[str, Any]] = []
+        for batch in _batches(rows):
+            operations = [("update", {"PartitionKey": tenant_id, "RowKey": entity["RowKey"],
+                                      "ClaimedUntil": now + lease},
+                           {"mode": UpdateMode.MERGE, "etag": entity.metadata["etag"],
+                            "match_condition": MatchConditions.IfNotModified}) for entity in batch]
+            try:
+                await self._table.submit_transaction(operations)
+            except TableTransactionError as error:
+                if error.status_code in (404, 409, 412):
+                    break  # another worker claimed (or sent) them first: they are its to send
+                raise
+            claimed.extend(_stored_event(entity) for entity in batch)
+        return claimed
+
+    async def mark_sent(self, tenant_id: str, event_ids: list[str]) -> None:
+        """Pending=False for these events; ids already sent, pruned or never stored are ignored."""
+        wanted = set(event_ids)
+        if not wanted:
+            return
+        rows = self._events(tenant_id, " and Pending eq true", select=["RowKey", "EventId"])
+        operations = [("update", {"PartitionKey": tenant_id, "RowKey": entity["RowKey"], "Pending": False},
+                       {"mode": UpdateMode.MERGE}) async for entity in rows if entity["EventId"] in wanted]
+        for batch in _batches(operations):
+            await self._submit_skipping_missing(batch)
+
+    async def history(self, tenant_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest `limit` events, newest first, each with "pending": whether its alert is still to be sent."""
+        if limit <= 0:
+            return []
+        rows: list[dict[str, Any]] = []
+        async for entity in self._events(tenant_id, results_per_page=min(limit + 10, 1000)):
+            # RowKey order is newest millisecond first; finish the millisecond at the cut so Seq can order it.
+            if len(rows) >= limit and _event_order(entity)[0] != _event_order(rows[-1])[0]:
+                break
+            rows.append(entity)
+        rows.sort(key=_event_order, reverse=True)
+        return [{**_stored_event(entity), "pending": bool(entity.get("Pending"))} for entity in rows[:limit]]
+
+    async def prune_history(self, tenant_id: str, older_than: datetime) -> int:
+        """Delete the events whose time is before `older_than` (millisecond precision); returns how many.
+
+        Pending events go too: an alert that old is no longer worth sending, and the partition must not grow forever.
+        """
+        remainder = (older_than if older_than.tzinfo else older_than.replace(tzinfo=timezone.utc)) - _EPOCH
+        cutoff = remainder // _MILLISECOND + (1 if remainder % _MILLISECOND else 0)  # at_ms < older_than ⇔ at_ms < ceil
+        if cutoff <= 0:
+            return 0
+        # Older events have larger inverted times; the RowKeys of the cutoff millisecond itself sort below "…;".
+        start = f"{EVENT_PREFIX}{max(_EVENT_SCALE - cutoff, 0):013d};"
+        rows = self._table.query_entities("PartitionKey eq @tenant and RowKey gt @start and RowKey lt @end",
+                                          parameters={"tenant": tenant_id, "start": start, "end": EVENT_END},
+                                          select=["RowKey"])
+        operations = [("delete", {"PartitionKey": tenant_id, "RowKey": entity["RowKey"]}) async for entity in rows]
+        deleted = 0
+        for batch in _batches(operations):
+            deleted += await self._submit_skipping_missing(batch)
+        return deleted
+
+    async def tenant_ids(self) -> list[str]:
+        """Every tenant that has a state row (a table scan that reads only the keys)."""
+        rows = self._table.query_entities("RowKey eq @row", parameters={"row": STATE_ROW}, select=["PartitionKey"])
+        return sorted({entity["PartitionKey"] async for entity in rows})
+
+    async def _submit_skipping_missing(self, operations: list[tuple[Any, ...]]) -> int:
+        """Submit; when a row has vanished meanwhile (404 at a known index) drop that operation and retry the rest.
+
+        For mark_sent and prune, a row deleted concurrently is the desired outcome anyway. Returns how many applied.
+        """
+        operations = list(operations)
+        while operations:
+            try:
+                await self._table.submit_transaction(operations)
+                return len(operations)
+            except TableTransactionError as error:
+                if error.status_code != 404 or getattr(error, "error_code", None) != "ResourceNotFound" \
+                        or not 0 <= error.index < len(operations):
+                    raise
+                del operations[error.index]
+        return 0
+
+    async def close(self) -> None:
+        # The table client borrows the service client's transport; only closing the service frees the sockets.
+        await self._table.close()
+        await self._service.close()
+
+    async def __aenter__(self) -> TenantStore:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
