@@ -3,6 +3,10 @@
 import azure.functions as func
 
 from functions.http_api import bp as http_api
+from functions.queues import bp as queues
+from functions.timers import bp as timers
 
 app = func.FunctionApp()
+app.register_functions(timers)
+app.register_functions(queues)
 app.register_functions(http_api)

@@ -1,44 +1,149 @@
-"""HTTP API blueprint (function-level auth): decode the request, call one service function, answer JSON."""
+"""HTTP API blueprint (function-level auth): decode the request, call one service function, answer JSON.
+
+Every error is a JSON 4xx whose message names the problem; a body over 64 KiB is refused before it is parsed.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import uuid
+import time
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
 
 import azure.functions as func
 
-from shared.model import format_time
-from shared.settings import Settings
-from shared.storage.tenant_store import TenantStore
+from shared import api
+from shared.settings import SettingsError
 
 bp = func.Blueprint()
 log = logging.getLogger("authwatch.http")
 
+MAX_BODY_BYTES = 64 * 1024
+Handler = Callable[[func.HttpRequest, Any, datetime], Awaitable[tuple[int, Any]]]
 
-def _json(status: int, body: dict) -> func.HttpResponse:
+
+def _json(status: int, body: Any) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
 
 
-def _tenant_id(raw: str | None) -> str | None:
-    """Tenant ids are GUIDs; anything else never reaches a Table query (no OData injection)."""
-    try:
-        return str(uuid.UUID(raw or ""))
-    except ValueError:
+def body_of(req: func.HttpRequest) -> Any:
+    raw = req.get_body() or b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise api.BadRequest(f"the request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+    if not raw.strip():
         return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise api.BadRequest(f"the request body is not valid JSON ({error})") from None
 
 
-@bp.route(route="tenants/{tenantId}/results", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-async def tenant_results(req: func.HttpRequest) -> func.HttpResponse:
-    tenant_id = _tenant_id(req.route_params.get("tenantId"))
-    if tenant_id is None:
-        return _json(400, {"error": "tenantId must be a GUID, e.g. 8c1d0f4e-1a2b-4c3d-8e9f-000000000001"})
-    async with TenantStore.from_connection_string(Settings.from_env().storage_connection_string) as store:
-        stored = (await store.load(tenant_id)).results
-    log.info("results read", extra={"tenant_id": tenant_id, "count": len(stored)})
-    if not stored:
-        return _json(404, {"error": f"no results stored for tenant {tenant_id}"})
-    return _json(200, {
-        "tenantId": tenant_id,
-        "results": [{**item.result.to_json(), "evaluatedAt": format_time(item.evaluated_at)} for item in stored],
-    })
+def _limit(req: func.HttpRequest, name: str, default: int) -> int:
+    raw = req.params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        raise api.BadRequest(f"{name} must be a whole number from 1 to 500, got {raw!r}")
+    return int(raw)
+
+
+async def _respond(req: func.HttpRequest, name: str, handler: Handler) -> func.HttpResponse:
+    from shared.bootstrap import build_fleet
+
+    started = time.monotonic()
+    try:
+        fleet = build_fleet()
+    except SettingsError as error:
+        log.error("misconfigured", extra={"route": name, "error": str(error)})
+        return _json(500, {"error": f"authwatch is not configured: {error}"})
+    status = 500
+    try:
+        await fleet.create()
+        status, body = await handler(req, fleet, datetime.now(timezone.utc))
+        return _json(status, body)
+    except api.BadRequest as error:
+        status = 400
+        return _json(400, {"error": str(error)})
+    except LookupError as error:
+        status = 404
+        return _json(404, {"error": str(error).strip("'\"")})
+    finally:
+        await fleet.close()
+        log.info("request", extra={"route": name, "status": status,
+                                   "duration_ms": round((time.monotonic() - started) * 1000)})
+
+
+def route(path: str, methods: list[str]) -> Callable[[Handler], Handler]:
+    """Register `handler` as an HTTP function named after it; the function itself only delegates."""
+    def register(handler: Handler) -> Handler:
+        name = handler.__name__
+
+        async def endpoint(req: func.HttpRequest) -> func.HttpResponse:
+            return await _respond(req, name, handler)
+
+        endpoint.__name__ = endpoint.__qualname__ = name
+        bp.route(route=path, methods=methods, auth_level=func.AuthLevel.FUNCTION)(endpoint)
+        return handler
+
+    return register
+
+
+def _tenant(req: func.HttpRequest) -> str:
+    return api.tenant_id_from(req.route_params.get("tenantId"))
+
+
+@route("tenants", ["GET"])
+async def list_tenants(req, fleet, now):
+    return 200, {"tenants": await api.list_tenants(fleet)}
+
+
+@route("tenants", ["POST"])
+async def onboard_tenant(req, fleet, now):
+    return 201, await api.onboard_tenant(fleet, body_of(req))
+
+
+@route("tenants/{tenantId}", ["GET"])
+async def get_tenant(req, fleet, now):
+    return 200, await api.tenant_detail(fleet, _tenant(req), now=now, history_limit=_limit(req, "history", 50))
+
+
+@route("tenants/{tenantId}", ["PATCH"])
+async def update_tenant(req, fleet, now):
+    return 200, await api.update_tenant(fleet, _tenant(req), body_of(req))
+
+
+@route("tenants/{tenantId}/disable", ["POST"])
+async def disable_tenant(req, fleet, now):
+    return 200, await api.disable_tenant(fleet, _tenant(req))
+
+
+@route("tenants/{tenantId}/results", ["GET"])
+async def tenant_results(req, fleet, now):
+    return 200, await api.tenant_results(fleet, _tenant(req))
+
+
+@route("tenants/{tenantId}/history", ["GET"])
+async def tenant_history(req, fleet, now):
+    return 200, {"events": await api.tenant_history(fleet, _tenant(req), limit=_limit(req, "limit", 50))}
+
+
+@route("tenants/{tenantId}/baseline/accept", ["POST"])
+async def accept_baseline(req, fleet, now):
+    return 200, await api.accept_tenant_baseline(fleet, _tenant(req))
+
+
+@route("tenants/{tenantId}/evaluate", ["POST"])
+async def evaluate_now(req, fleet, now):
+    return 202, await api.request_evaluation(fleet, _tenant(req), now=now)
+
+
+@route("tenants/{tenantId}/alerts/{alertId}/ack", ["POST"])
+async def acknowledge_alert(req, fleet, now):
+    return 200, await api.acknowledge_alert(fleet, _tenant(req), req.route_params.get("alertId"), body_of(req),
+                                            now=now)
+
+
+@route("tenants/{tenantId}/alerts/{alertId}/snooze", ["POST"])
+async def snooze_alert(req, fleet, now):
+    return 200, await api.snooze_alert(fleet, _tenant(req), req.route_params.get("alertId"), body_of(req), now=now)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from typing import Mapping
+
+from shared.fleet import EVALUATIONS_QUEUE, Fleet
+from shared.logs import configure_observability
+from shared.registry import TenantRegistry
 from shared.service import Monitor
 from shared.settings import Settings
 from shared.storage.queues import ALERTS_QUEUE, JsonQueue
@@ -14,4 +20,19 @@ def build_monitor(settings: Settings) -> Monitor:
         alerts=JsonQueue.from_connection_string(settings.storage_connection_string, ALERTS_QUEUE),
         endpoints=settings.endpoints,
         history_days=settings.history_days,
+    )
+
+
+def build_fleet(env: Mapping[str, str] | None = None) -> Fleet:
+    """Everything the Functions entry points need. Clients are cheap to create; each invocation builds and closes
+    its own, so no socket outlives an event loop (the Functions worker may run each invocation on a new loop)."""
+    env = os.environ if env is None else env
+    configure_observability()
+    settings = Settings.from_env(env)
+    return Fleet(
+        registry=TenantRegistry.from_connection_string(settings.storage_connection_string),
+        monitor=build_monitor(settings),
+        evaluations=JsonQueue.from_connection_string(settings.storage_connection_string, EVALUATIONS_QUEUE),
+        default_minutes=settings.interval_minutes,
+        env=env,
     )

@@ -18,6 +18,7 @@ class Settings:
     storage_connection_string: str
     endpoints: MicrosoftEndpoints
     history_days: int = 90
+    interval_minutes: int = 15  # how often a tenant is due, unless its registry entry overrides it
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -29,7 +30,11 @@ class Settings:
         raw_days = env.get("AUTHWATCH_HISTORY_DAYS", "90")
         if not raw_days.isdigit() or int(raw_days) < 1:
             raise SettingsError(f"AUTHWATCH_HISTORY_DAYS must be a whole number of days ≥ 1, got {raw_days!r}")
-        return cls(storage_connection_string=storage, endpoints=endpoints_from_env(env), history_days=int(raw_days))
+        raw_interval = env.get("AUTHWATCH_INTERVAL_MINUTES", "15")
+        if not raw_interval.isdigit() or not 5 <= int(raw_interval) <= 1440:
+            raise SettingsError(f"AUTHWATCH_INTERVAL_MINUTES must be between 5 and 1440, got {raw_interval!r}")
+        return cls(storage_connection_string=storage, endpoints=endpoints_from_env(env), history_days=int(raw_days),
+                   interval_minutes=int(raw_interval))
 
 
 def endpoints_from_env(env: Mapping[str, str] | None = None) -> MicrosoftEndpoints:

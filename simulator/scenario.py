@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import json
 import re
 from datetime import datetime, timezone
@@ -212,13 +213,73 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_app(c: _Checker, where: str, app: Any) -> None:
-    c.typ(where, app, dict, "an object {clientId, clientSecret}")
-    c.keys(where, app, {"clientId", "clientSecret"})
-    for field in ("clientId", "clientSecret"):
-        val = app.get(field)
+APP_KEYS = {"clientId", "clientSecret", "certificates", "federatedCredentials"}
+FEDERATED_KEYS = {"name", "issuer", "subject", "audience", "audiences", "description"}
+#: The audience of a token-exchange assertion (what Entra's federated identity credentials use by default).
+EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+
+
+def _check_app(c: _Checker, where: str, app: Any) -> dict[str, Any]:
+    """Validate an app and return a normalised copy: ``certificates`` (PEM strings) and ``federatedCredentials``
+    (each with an ``audiences`` list) always present; ``clientSecret`` optional when the app has either."""
+    c.typ(where, app, dict, "an object {clientId, clientSecret, certificates, federatedCredentials}")
+    c.keys(where, app, APP_KEYS)
+    out = copy.deepcopy(app)
+    val = app.get("clientId")
+    if not isinstance(val, str) or not val.strip():
+        c.fail(f"{where}.clientId", "required non-empty string")
+    certificates = out.setdefault("certificates", [])
+    c.typ(f"{where}.certificates", certificates, list, "a list of PEM certificates")
+    for i, pem in enumerate(certificates):
+        c.typ(f"{where}.certificates[{i}]", pem, str, "a PEM certificate (-----BEGIN CERTIFICATE-----)")
+        try:
+            certificate_keys(pem)
+        except ValueError as exc:
+            c.fail(f"{where}.certificates[{i}]", str(exc))
+    federated = out.setdefault("federatedCredentials", [])
+    c.typ(f"{where}.federatedCredentials", federated, list, "a list of {issuer, subject, audience}")
+    for i, fic in enumerate(federated):
+        at = f"{where}.federatedCredentials[{i}]"
+        c.typ(at, fic, dict, "an object {issuer, subject, audience}")
+        c.keys(at, fic, FEDERATED_KEYS)
+        for field in ("issuer", "subject"):
+            if not isinstance(fic.get(field), str) or not fic[field].strip():
+                c.fail(f"{at}.{field}", "required non-empty string")
+        audiences = fic.pop("audiences", None)
+        if "audience" in fic:
+            audiences = [*(audiences or []), fic.pop("audience")]
+        audiences = [EXCHANGE_AUDIENCE] if audiences is None else audiences
+        c.typ(f"{at}.audiences", audiences, list, "a list of strings")
+        if not audiences or not all(isinstance(a, str) and a for a in audiences):
+            c.fail(f"{at}.audience", "must be a non-empty string (default api://AzureADTokenExchange)")
+        fic["audiences"] = audiences
+    if "clientSecret" in out or not (certificates or federated):
+        val = out.get("clientSecret")
         if not isinstance(val, str) or not val.strip():
-            c.fail(f"{where}.{field}", "required non-empty string")
+            c.fail(f"{where}.clientSecret", "required non-empty string (unless the app has certificates or "
+                                             "federatedCredentials)")
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def certificate_keys(pem: str) -> tuple[bytes, bytes, Any, datetime, datetime]:
+    """(SHA-1 thumbprint, SHA-256 thumbprint, RSA public key, not before, not after) of a PEM certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode("utf-8"))
+    except ValueError:
+        raise ValueError("not a PEM certificate (-----BEGIN CERTIFICATE-----)") from None
+    if len(certs) != 1:
+        raise ValueError(f"expected exactly one certificate, got {len(certs)}")
+    cert = certs[0]
+    key = cert.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("the certificate's key must be RSA (client assertions are RS256/PS256)")
+    return (cert.fingerprint(hashes.SHA1()), cert.fingerprint(hashes.SHA256()), key,  # noqa: S303 - x5t is SHA-1
+            cert.not_valid_before_utc, cert.not_valid_after_utc)
 
 
 def is_endpoint_key(key: str) -> bool:
@@ -260,7 +321,7 @@ def normalize_tenant(tenant: Any, where: str = "tenant") -> dict[str, Any]:
     if "displayName" in t and t["displayName"] is not None:
         c.typ(f"{where}.displayName", t["displayName"], str, "a string")
     if "app" in t and t["app"] is not None:
-        _check_app(c, f"{where}.app", t["app"])
+        t["app"] = _check_app(c, f"{where}.app", t["app"])
     for flag in ("consent", "exchangeRole", "licensed"):
         t.setdefault(flag, True)
         c.typ(f"{where}.{flag}", t[flag], bool, "true or false")
@@ -325,8 +386,7 @@ def load_scenario(source: str | Path | dict[str, Any]) -> dict[str, Any]:
     c.keys("", raw, TOP_KEYS, extensible=True)
     sc: dict[str, Any] = {}
     if raw.get("app") is not None:
-        _check_app(c, "app", raw["app"])
-        sc["app"] = copy.deepcopy(raw["app"])
+        sc["app"] = _check_app(c, "app", raw["app"])
     else:
         sc["app"] = None
 

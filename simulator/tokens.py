@@ -31,6 +31,8 @@ RESOURCES = {
 # Scopes MSAL may add on its own; they do not name a resource.
 RESERVED_SCOPES = {"openid", "profile", "offline_access"}
 EXCHANGE_ROLES = {"Exchange.ManageAsApp"}
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+CLOCK_SKEW = 300  # seconds of clock skew Entra tolerates on exp/nbf
 
 
 def _b64(data: bytes) -> str:
@@ -108,8 +110,8 @@ def token_endpoint(state: SimState, issuer: TokenIssuer, tenant_ref: str, form: 
                    base_url: str, correlation_id: str | None) -> tuple[str | None, SimResponse]:
     """Serve ``POST /{tenant}/oauth2/v2.0/token``; returns (resolved tenant id, response).
 
-    Checks run in the order Entra applies them: tenant, grant, client, secret, scope. Error texts
-    never echo the client secret.
+    Checks run in the order Entra applies them: tenant, grant, client, secret or client assertion,
+    scope. Error texts never echo the client secret or the assertion.
     """
     def err(status: int, error: str, code: int, text: str) -> SimResponse:
         return _oauth_error(status, error, code, text, correlation_id, base_url)
@@ -144,19 +146,21 @@ def token_endpoint(state: SimState, issuer: TokenIssuer, tenant_ref: str, form: 
                         "This can happen if the application has not been installed by the administrator of the "
                         "tenant or consented to by any user in the tenant. You may have sent your authentication "
                         "request to the wrong tenant.")
-    if form.get("client_assertion"):
-        # Federated (secretless) credentials are not simulated; say so rather than pretend.
-        return tid, err(401, "invalid_client", 700027,
-                        "Client assertion failed signature validation. (The simulator only accepts client secrets.)")
-    secret = form.get("client_secret")
-    if not secret:
-        return tid, err(401, "invalid_client", 7000218,
-                        "The request body must contain the following parameter: 'client_assertion' or "
-                        "'client_secret'.")
-    if not hmac.compare_digest(secret.encode(), app["clientSecret"].encode()):
-        return tid, err(401, "invalid_client", 7000215,
-                        "Invalid client secret provided. Ensure the secret being sent in the request is the client "
-                        f"secret value, not the client secret ID, for a secret added to app '{app['clientId']}'.")
+    if form.get("client_assertion") or form.get("client_assertion_type"):
+        failure = _check_assertion(form, app, tid, tenant_ref, base_url, err)
+        if failure is not None:
+            return tid, failure
+    else:
+        secret = form.get("client_secret")
+        if not secret:
+            return tid, err(401, "invalid_client", 7000218,
+                            "The request body must contain the following parameter: 'client_assertion' or "
+                            "'client_secret'.")
+        if not hmac.compare_digest(secret.encode(), (app.get("clientSecret") or "").encode()):
+            return tid, err(401, "invalid_client", 7000215,
+                            "Invalid client secret provided. Ensure the secret being sent in the request is the "
+                            f"client secret value, not the client secret ID, for a secret added to app "
+                            f"'{app['clientId']}'.")
 
     scopes = [s for s in (form.get("scope") or "").split() if s not in RESERVED_SCOPES]
     aud = None
@@ -178,6 +182,127 @@ def token_endpoint(state: SimState, issuer: TokenIssuer, tenant_ref: str, form: 
     return tid, SimResponse(200, body, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
 
 
+def _jwt_parts(assertion: str) -> tuple[dict[str, Any], dict[str, Any], str, bytes]:
+    """(header, claims, signing input, signature) of a compact JWS; ValueError when it is not one.
+
+    Segments may carry base64 padding: azure-identity's certificate assertions do.
+    """
+    parts = assertion.strip().split(".")
+    if len(parts) != 3:
+        raise ValueError("not a compact JWT")
+    header, claims = (json.loads(_unb64(part)) for part in parts[:2])
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise ValueError("header and payload must be JSON objects")
+    return header, claims, f"{parts[0]}.{parts[1]}", _unb64(parts[2])
+
+
+def _time_failure(claims: dict[str, Any], err: Any) -> SimResponse | None:
+    now = time.time()
+    exp, nbf = claims.get("exp"), claims.get("nbf")
+    stamp = lambda t: datetime.fromtimestamp(t, timezone.utc).strftime("%m/%d/%Y %H:%M:%S")  # noqa: E731
+    if not isinstance(exp, (int, float)) or exp + CLOCK_SKEW <= now or \
+            (isinstance(nbf, (int, float)) and nbf - CLOCK_SKEW > now):
+        shown = stamp(exp) if isinstance(exp, (int, float)) else "(none)"
+        return err(401, "invalid_client", 700024,
+                   f"Client assertion is not within its valid time range. Current time: {stamp(now)}, expiry time "
+                   f"of assertion {shown}.")
+    return None
+
+
+def _check_assertion(form: dict[str, str], app: dict[str, Any], tid: str, tenant_ref: str, base_url: str,
+                     err: Any) -> SimResponse | None:
+    """None when the client assertion authenticates the app, else Entra's error response.
+
+    iss = sub = client_id: a certificate assertion, checked as Entra does (x5t or x5t#S256 names one of the app's
+    certificates, RS256/PS256 signature, aud = this tenant's token endpoint, exp/nbf). Anything else is a federated
+    assertion: its iss/sub/aud must match one of the app's federatedCredentials exactly (case-sensitive, as Entra
+    matches since 2025). The simulator does NOT verify the external issuer's signature (it would need the issuer's
+    OIDC keys); it only refuses unsigned ("alg": "none") tokens.
+    """
+    if form.get("client_assertion_type") != JWT_BEARER:
+        if not form.get("client_assertion_type"):
+            return err(400, "invalid_request", 900144,
+                       "The request body must contain the following parameter: 'client_assertion_type'.")
+        return err(401, "invalid_client", 700027,
+                   f"Client assertion type '{form['client_assertion_type'][:80]}' is not supported; expected "
+                   f"'{JWT_BEARER}'.")
+    if not form.get("client_assertion"):
+        return err(400, "invalid_request", 900144,
+                   "The request body must contain the following parameter: 'client_assertion'.")
+    try:
+        header, claims, signing_input, signature = _jwt_parts(form["client_assertion"])
+    except (ValueError, json.JSONDecodeError):
+        return err(401, "invalid_client", 700027, "Client assertion is not a well-formed JWT.")
+    client_id = app["clientId"].lower()
+    iss, sub, aud = claims.get("iss"), claims.get("sub"), claims.get("aud")
+    if str(iss).lower() == client_id and str(sub).lower() == client_id:
+        return _check_certificate_assertion(header, claims, signing_input, signature, app, tid, tenant_ref,
+                                            base_url, err)
+    if str(header.get("alg", "none")).lower() == "none":
+        return err(401, "invalid_client", 700027, "Client assertion failed signature validation: it is unsigned.")
+    audiences = aud if isinstance(aud, list) else [aud]
+    for fic in app.get("federatedCredentials") or []:
+        if fic["issuer"] == iss and fic["subject"] == sub and any(a in fic["audiences"] for a in audiences):
+            return _time_failure(claims, err)
+    shown_aud = ", ".join(str(a) for a in audiences)
+    return err(400, "invalid_request", 70021,
+               f"No matching federated identity record found for presented assertion. Assertion Issuer: "
+               f"'{str(iss)[:200]}'. Assertion Subject: '{str(sub)[:200]}'. Assertion Audience: '{shown_aud[:200]}'. "
+               "https://learn.microsoft.com/entra/workload-id/workload-identity-federation")
+
+
+def _check_certificate_assertion(header: dict[str, Any], claims: dict[str, Any], signing_input: str,
+                                 signature: bytes, app: dict[str, Any], tid: str, tenant_ref: str, base_url: str,
+                                 err: Any) -> SimResponse | None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from .scenario import certificate_keys
+
+    alg = header.get("alg")
+    if alg not in ("RS256", "PS256"):
+        return err(401, "invalid_client", 700027,
+                   f"Client assertion failed signature validation: algorithm '{str(alg)[:20]}' is not supported "
+                   "(RS256 or PS256).")
+    try:
+        wanted_sha1 = _unb64(header["x5t"]) if "x5t" in header else None
+        wanted_sha256 = _unb64(header["x5t#S256"]) if "x5t#S256" in header else None
+    except (ValueError, TypeError):
+        wanted_sha1 = wanted_sha256 = None
+    match = None
+    for pem in app.get("certificates") or []:
+        sha1, sha256, key, not_before, not_after = certificate_keys(pem)
+        if (wanted_sha1 and hmac.compare_digest(sha1, wanted_sha1)) or \
+                (wanted_sha256 and hmac.compare_digest(sha256, wanted_sha256)):
+            match = key, not_before, not_after
+            break
+    if match is None:
+        shown = (wanted_sha256 or wanted_sha1 or b"").hex().upper() or "(none)"
+        return err(401, "invalid_client", 700027,
+                   "Client assertion failed signature validation. [Reason - The key was not found., Thumbprint of key "
+                   f"used by client: '{shown}', Please visit the Azure Portal, Graph Explorer or directly use MS "
+                   f"Graph to see configured keys for app Id '{app['clientId']}'.]")
+    key, not_before, not_after = match
+    scheme = padding.PKCS1v15() if alg == "RS256" else padding.PSS(mgf=padding.MGF1(hashes.SHA256()),
+                                                                 salt_length=padding.PSS.AUTO)
+    try:
+        key.verify(signature, signing_input.encode("ascii"), scheme, hashes.SHA256())
+    except (InvalidSignature, ValueError):
+        return err(401, "invalid_client", 700027, "Client assertion failed signature validation.")
+    now = datetime.now(timezone.utc)
+    if not not_before <= now <= not_after:
+        return err(401, "invalid_client", 700027,
+                   "Client assertion failed signature validation. [Reason - The key used is expired.]")
+    valid_audiences = {f"{base_url}/{ref}/oauth2/v2.0/token".lower() for ref in (tenant_ref, tid)}
+    aud = claims.get("aud")
+    if not isinstance(aud, str) or aud.lower() not in valid_audiences:
+        return err(401, "invalid_client", 700027,
+                   f"Client assertion contains an invalid audience claim '{str(aud)[:200]}'; expected the token "
+                   f"endpoint {base_url}/{tid}/oauth2/v2.0/token.")
+    return _time_failure(claims, err)
+
+
 def openid_configuration(base_url: str, tenant_ref: str) -> dict[str, Any]:
     """Minimal discovery document: enough for MSAL (sync azure-identity) to find the token endpoint."""
     root = f"{base_url}/{tenant_ref}"
@@ -185,7 +310,7 @@ def openid_configuration(base_url: str, tenant_ref: str) -> dict[str, Any]:
         "token_endpoint": f"{root}/oauth2/v2.0/token",
         "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
         "issuer": f"{root}/v2.0",
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
         "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
         "tenant_region_scope": "EU",
     }

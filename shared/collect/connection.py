@@ -7,10 +7,17 @@ all three with one https://127.0.0.1 address and a throw-away CA, which is why e
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 from azure.identity.aio import ClientSecretCredential
+
+from shared.collect.credentials import CredentialError, CredentialSpec, UnavailableCredential, build_credential
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 EXCHANGE_SCOPE = "https://outlook.office365.com/.default"
@@ -30,15 +37,47 @@ class MicrosoftEndpoints:
 
 @dataclass(frozen=True)
 class TenantAccess:
-    """One customer tenant and the app registration authwatch uses to read it."""
+    """One customer tenant and how authwatch signs in to read it.
+
+    Either the legacy explicit `client_secret` (the demo, tests, `authwatch collect`) or a `credential_spec` from the
+    tenant registry, resolved against `env` (the app settings) when `credential()` is called. The secret, the env
+    mapping and the assertion provider are kept out of repr and comparisons.
+    """
 
     tenant_id: str
-    client_id: str
-    client_secret: str = field(repr=False)  # never printed: repr hides it
+    client_id: str = ""
+    client_secret: str | None = field(default=None, repr=False)  # never printed: repr hides it
     display_name: str = ""
     settings: dict = field(default_factory=dict)
+    credential_spec: CredentialSpec | None = None
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    assertion_provider: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
-    def credential(self, endpoints: MicrosoftEndpoints) -> ClientSecretCredential:
+    def __post_init__(self) -> None:
+        if self.credential_spec is not None:
+            if self.client_secret is not None:
+                raise ValueError(f"tenant {self.tenant_id}: give either client_secret or credential_spec, not both")
+            if not self.client_id:
+                object.__setattr__(self, "client_id", self.credential_spec.client_id)
+            elif self.client_id.lower() != self.credential_spec.client_id.lower():
+                raise ValueError(f"tenant {self.tenant_id}: client_id differs from credential_spec.client_id")
+
+    def credential(self, endpoints: MicrosoftEndpoints) -> AsyncTokenCredential:
+        """The async credential to use (and close) for one collection.
+
+        Never raises for a credential that cannot be built (missing app setting, unreadable certificate, no
+        credential at all): it returns a stand-in whose get_token raises `CredentialMisconfigured` with the reason,
+        so `collect_tenant` records it as a token failure of every source.
+        """
+        if self.credential_spec is not None:
+            try:
+                return build_credential(self.tenant_id, self.credential_spec, endpoints, self.env,
+                                        assertion_provider=self.assertion_provider)
+            except CredentialError as error:
+                return UnavailableCredential(f"credential ({self.credential_spec.mode}): {error}")
+        if not self.client_secret:
+            return UnavailableCredential("no credential configured for this tenant (no client secret, no "
+                                         "credential spec)")
         options = {"connection_verify": endpoints.ca_bundle} if endpoints.ca_bundle else {}
         return ClientSecretCredential(
             self.tenant_id, self.client_id, self.client_secret, authority=endpoints.authority, **options

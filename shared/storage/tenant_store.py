@@ -39,7 +39,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
-from shared.model import ControlResult
+from shared.model import ControlResult, format_time
 from shared.storage.entities import (
     MAX_DOCUMENT_CHARS,
     MAX_PROPERTY_CHARS,
@@ -177,6 +177,15 @@ def _stored_event(entity: dict[str, Any]) -> dict[str, Any]:
     return json.loads(entity["Body"])
 
 
+def _annotations(entity: dict[str, Any]) -> dict[str, Any]:
+    """A person's decisions on an event's alert, as ISO strings (absent ones as None)."""
+    def moment(value: Any) -> str | None:
+        return format_time(value) if isinstance(value, datetime) else None
+
+    return {"acknowledgedAt": moment(entity.get("AckedAt")), "acknowledgedBy": entity.get("AckedBy") or None,
+            "snoozedUntil": moment(entity.get("SnoozedUntil"))}
+
+
 def _transaction_bytes(operations: Sequence[tuple[Any, ...]]) -> int:
     return sum(len(json.dumps(operation[1], default=str)) + _OPERATION_OVERHEAD_BYTES for operation in operations)
 
@@ -308,8 +317,8 @@ class TenantStore:
     def _events(self, tenant_id: str, extra_filter: str = "", **kwargs: Any) -> Any:
         """A query over the tenant's event rows (their RowKey range), optionally narrowed further."""
         query = "PartitionKey eq @tenant and RowKey gt @start and RowKey lt @end" + extra_filter
-        return self._table.query_entities(query, parameters={"tenant": tenant_id, "start": EVENT_PREFIX,
-                                                             "end": EVENT_END}, **kwargs)
+        parameters = {"tenant": tenant_id, "start": EVENT_PREFIX, "end": EVENT_END, **kwargs.pop("parameters", {})}
+        return self._table.query_entities(query, parameters=parameters, **kwargs)
 
     async def pending_events(self, tenant_id: str) -> list[dict[str, Any]]:
         """Events not yet handed to the alert queue (the outbox), oldest first, as event dicts."""
@@ -361,7 +370,23 @@ class TenantStore:
                 break
             rows.append(entity)
         rows.sort(key=_event_order, reverse=True)
-        return [{**_stored_event(entity), "pending": bool(entity.get("Pending"))} for entity in rows[:limit]]
+        return [{**_stored_event(entity), "pending": bool(entity.get("Pending")), **_annotations(entity)}
+                for entity in rows[:limit]]
+
+    async def annotate_event(self, tenant_id: str, event_id: str, *, acknowledged_at: datetime | None = None,
+                             acknowledged_by: str | None = None, snoozed_until: datetime | None = None) -> dict:
+        """Record a person's decision on one event's alert (acknowledge, snooze); LookupError if it is unknown."""
+        rows = [entity async for entity in self._events(tenant_id, " and EventId eq @event",
+                                                        parameters={"event": event_id})]
+        if not rows:
+            raise LookupError(f"tenant {tenant_id} has no event {event_id}")
+        changes: dict[str, Any] = {"PartitionKey": tenant_id, "RowKey": rows[0]["RowKey"]}
+        if acknowledged_at is not None:
+            changes.update(AckedAt=acknowledged_at, AckedBy=acknowledged_by or "")
+        if snoozed_until is not None:
+            changes["SnoozedUntil"] = snoozed_until
+        await self._table.update_entity(changes, mode=UpdateMode.MERGE)
+        return {**_stored_event(rows[0]), **_annotations({**rows[0], **changes})}
 
     async def prune_history(self, tenant_id: str, older_than: datetime) -> int:
         """Delete the events whose time is before `older_than` (millisecond precision); returns how many.

@@ -1,30 +1,5 @@
-"""Fixtures for tests that talk to the simulator over real HTTPS."""
+"""Integration fixtures live in tests/conftest.py (shared with e2e); this keeps the old import path working."""
 
-from __future__ import annotations
+from tests.conftest import endpoints_for
 
-from collections.abc import Iterator
-
-import pytest
-
-from shared.collect import MicrosoftEndpoints
-from simulator import Simulator
-
-
-def endpoints_for(sim: Simulator) -> MicrosoftEndpoints:
-    """Point every Microsoft endpoint at the simulator and trust its throw-away CA."""
-    return MicrosoftEndpoints(authority=sim.url, graph=sim.graph_url, exchange=sim.url, ca_bundle=sim.ca_path)
-
-
-@pytest.fixture
-def simulator_for() -> Iterator:
-    """Start a simulator for a given scenario; every one started is stopped at the end of the test."""
-    started: list[Simulator] = []
-
-    def start(scenario: dict) -> Simulator:
-        sim = Simulator(scenario).start()
-        started.append(sim)
-        return sim
-
-    yield start
-    for sim in started:
-        sim.stop()
+__all__ = ["endpoints_for"]

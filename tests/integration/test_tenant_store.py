@@ -175,7 +175,8 @@ def test_history_is_newest_first_and_keeps_cycle_order(storage_connection_string
     everything, latest = run(storage_connection_string, body)
     assert [e["id"] for e in everything] == ["c2-m", "c2-a", "c2-z", "c1-m", "c1-a", "c1-z", "c0-m", "c0-a", "c0-z"]
     assert [e["id"] for e in latest] == ["c2-m", "c2-a", "c2-z", "c1-m"]
-    assert everything[0] == {**event(tenant, T0 + timedelta(hours=2), "c2-m"), "pending": True}
+    assert everything[0] == {**event(tenant, T0 + timedelta(hours=2), "c2-m"), "pending": True,
+                             "acknowledgedAt": None, "acknowledgedBy": None, "snoozedUntil": None}
 
 
 def test_pending_events_are_the_outbox(storage_connection_string):
@@ -348,3 +349,20 @@ def test_concurrent_claims_hand_each_pending_event_to_one_worker_and_lapse(stora
     assert while_held == []
     assert sorted(e["id"] for e in after_lease) == ids
     assert pending == []
+
+
+def test_acknowledge_and_snooze_are_recorded_on_the_event(storage_connection_string):
+    tenant = str(uuid.uuid4())
+    recorded = event(tenant, T0, "e" * 32)
+
+    async def body(store: TenantStore):
+        await store.commit(tenant, state={"n": 1}, expected_etag=None, results=[], evaluated_at=T0, events=[recorded])
+        await store.annotate_event(tenant, "e" * 32, acknowledged_at=T0, acknowledged_by="oncall")
+        await store.annotate_event(tenant, "e" * 32, snoozed_until=T0 + timedelta(days=1))
+        with pytest.raises(LookupError):
+            await store.annotate_event(tenant, "f" * 32, acknowledged_at=T0)
+        return await store.history(tenant)
+
+    [stored] = run(storage_connection_string, body)
+    assert stored["acknowledgedAt"] == format_time(T0) and stored["acknowledgedBy"] == "oncall"
+    assert stored["snoozedUntil"] == format_time(T0 + timedelta(days=1))

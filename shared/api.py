@@ -1,0 +1,182 @@
+"""Service functions behind the HTTP API: each route decodes its request and calls exactly one of these.
+
+Inputs are validated here (tenant ids are GUIDs before they reach a Table query; bodies through the registry's own
+validation), so the Functions layer only maps exceptions to status codes: BadRequest → 400, LookupError → 404.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from shared.alerting import open_alerts
+from shared.controls.enforcement_window import EnforcementWindow
+from shared.fleet import Fleet
+from shared.model import format_time, parse_time_or_none
+from shared.registry import RegistryError, TenantConfig
+from shared.service import accept_baseline
+
+
+class BadRequest(ValueError):
+    """The request is malformed; the message names the problem."""
+
+
+def tenant_id_from(raw: str | None) -> str:
+    """A GUID, normalised; anything else is refused before it can reach a Table query (no OData injection)."""
+    try:
+        return str(uuid.UUID(str(raw or "")))
+    except ValueError:
+        raise BadRequest(f"tenantId must be a GUID such as 8c1d0f4e-1a2b-4c3d-8e9f-000000000001, got {raw!r}") \
+            from None
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def _status(config: TenantConfig, state: dict[str, Any] | None) -> str:
+    if not config.enabled:
+        return "disabled"
+    if state is None:
+        return "never evaluated"
+    if state.get("unreachable"):
+        return "unreachable"
+    statuses = {control.get("status") for control in (state.get("controls") or {}).values()}
+    for status in ("fail", "pending", "unknown"):
+        if status in statuses:
+            return {"fail": "failing"}.get(status, status)
+    return "healthy"
+
+
+def _summary(config: TenantConfig, state: dict[str, Any] | None) -> dict[str, Any]:
+    controls = (state or {}).get("controls") or {}
+    return {
+        **config.to_json(),
+        "status": _status(config, state),
+        "failing": sorted(c for c, v in controls.items() if v.get("status") == "fail"),
+        "pending": sorted(c for c, v in controls.items() if v.get("status") == "pending"),
+        "lastCollectedAt": (state or {}).get("lastCollectedAt"),
+    }
+
+
+async def list_tenants(fleet: Fleet) -> list[dict[str, Any]]:
+    """Every tenant with its status, those needing attention first."""
+    order = {"unreachable": 0, "failing": 1, "pending": 2, "unknown": 3, "never evaluated": 4, "healthy": 5,
+             "disabled": 6}
+    rows = [_summary(config, (await fleet.monitor.store.load(config.tenant_id)).state)
+            for config in await fleet.registry.list()]
+    return sorted(rows, key=lambda row: (order.get(row["status"], 9), row.get("displayName") or ""))
+
+
+async def _config(fleet: Fleet, tenant_id: str) -> TenantConfig:
+    config = await fleet.registry.get(tenant_id)
+    if config is None:
+        raise LookupError(f"no tenant {tenant_id} is registered")
+    return config
+
+
+def _countdown(state: dict[str, Any] | None, now: datetime) -> dict[str, Any] | None:
+    tracked = (state or {}).get("enforcement")
+    if not tracked or not tracked.get("startedAt"):
+        return None
+    window = EnforcementWindow(parse_time_or_none(tracked["startedAt"]), float(tracked.get("hours", 24)))
+    return {**window.to_json(), "open": not window.has_closed(now),
+            "secondsLeft": int(window.time_left(now).total_seconds()), "confirmed": bool(tracked.get("confirmed")),
+            "gapReported": bool(tracked.get("gapReported"))}
+
+
+async def tenant_detail(fleet: Fleet, tenant_id: str, *, now: datetime, history_limit: int = 50) -> dict[str, Any]:
+    """One tenant: its controls with evidence and remediation, open alerts, the enforcement countdown, history."""
+    config = await _config(fleet, tenant_id)
+    record = await fleet.monitor.store.load(tenant_id)
+    history = await fleet.monitor.store.history(tenant_id, limit=max(history_limit, 500))
+    return {
+        **_summary(config, record.state),
+        "controls": [{**item.result.to_json(), "evaluatedAt": format_time(item.evaluated_at)}
+                     for item in record.results],
+        "openAlerts": open_alerts(history, now=now),
+        "enforcementWindow": _countdown(record.state, now),
+        "history": history[:history_limit],
+        "hasBaseline": record.baseline is not None,
+    }
+
+
+async def tenant_results(fleet: Fleet, tenant_id: str) -> dict[str, Any]:
+    record = await fleet.monitor.store.load(tenant_id)
+    if not record.results:
+        raise LookupError(f"no results stored for tenant {tenant_id}")
+    return {"tenantId": tenant_id,
+            "results": [{**item.result.to_json(), "evaluatedAt": format_time(item.evaluated_at)}
+                        for item in record.results]}
+
+
+async def tenant_history(fleet: Fleet, tenant_id: str, *, limit: int) -> list[dict[str, Any]]:
+    await _config(fleet, tenant_id)
+    return await fleet.monitor.store.history(tenant_id, limit=limit)
+
+
+async def onboard_tenant(fleet: Fleet, body: Any) -> dict[str, Any]:
+    body = _object(body)
+    try:
+        config = TenantConfig.from_json(body)
+    except RegistryError as error:
+        raise BadRequest(str(error)) from None
+    if await fleet.registry.get(config.tenant_id) is not None:
+        raise BadRequest(f"tenant {config.tenant_id} is already registered; PATCH it to change it")
+    return (await fleet.registry.upsert(config)).to_json()
+
+
+async def update_tenant(fleet: Fleet, tenant_id: str, body: Any) -> dict[str, Any]:
+    await _config(fleet, tenant_id)
+    try:
+        return (await fleet.registry.update(tenant_id, _object(body))).to_json()
+    except RegistryError as error:
+        raise BadRequest(str(error)) from None
+
+
+async def disable_tenant(fleet: Fleet, tenant_id: str) -> dict[str, Any]:
+    await _config(fleet, tenant_id)
+    return (await fleet.registry.disable(tenant_id)).to_json()
+
+
+async def accept_tenant_baseline(fleet: Fleet, tenant_id: str) -> dict[str, Any]:
+    await _config(fleet, tenant_id)
+    baseline = await accept_baseline(fleet.monitor.store, tenant_id)
+    return {"tenantId": tenant_id, "accepted": True, "items": sum(len(section) for section in baseline.values())}
+
+
+async def acknowledge_alert(fleet: Fleet, tenant_id: str, alert_id: str, body: Any, *, now: datetime) -> dict:
+    await _config(fleet, tenant_id)
+    by = _object(body or {}).get("by")
+    if by is not None and (not isinstance(by, str) or len(by) > 200):
+        raise BadRequest("by: expected who acknowledges, as text of at most 200 characters")
+    return await fleet.monitor.store.annotate_event(tenant_id, _alert_id(alert_id), acknowledged_at=now,
+                                                    acknowledged_by=by)
+
+
+async def snooze_alert(fleet: Fleet, tenant_id: str, alert_id: str, body: Any, *, now: datetime) -> dict:
+    await _config(fleet, tenant_id)
+    raw = _object(body).get("until")
+    until = parse_time_or_none(raw)
+    if until is None or until <= now:
+        raise BadRequest(f"until: expected a future ISO 8601 time such as {format_time(now)}, got {raw!r}")
+    return await fleet.monitor.store.annotate_event(tenant_id, _alert_id(alert_id), snoozed_until=until)
+
+
+def _alert_id(raw: str | None) -> str:
+    value = str(raw or "")
+    if len(value) != 32 or any(c not in "0123456789abcdef" for c in value):
+        raise BadRequest(f"alertId must be the 32-character id of an event, got {raw!r}")
+    return value
+
+
+async def request_evaluation(fleet: Fleet, tenant_id: str, *, now: datetime) -> dict[str, Any]:
+    """Evaluate one tenant now: queued like a scheduled run (same worker, same lease), answered 202."""
+    config = await _config(fleet, tenant_id)
+    if not config.enabled:
+        raise BadRequest(f"tenant {tenant_id} is disabled; enable it first (PATCH {{\"enabled\": true}})")
+    await fleet.evaluations.send({"tenantId": tenant_id, "requestedAt": format_time(now), "reason": "api"})
+    return {"tenantId": tenant_id, "queued": True, "requestedAt": format_time(now)}

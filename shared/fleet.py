@@ -1,0 +1,110 @@
+"""The fleet: the timer's fan-out (one queue message per due tenant) and the queue worker's path for one
+registered tenant. Azure Functions with Storage queues is the scale-out engine; this only decides what to queue.
+
+Overlapping timers never double the work: a tenant is queued only after its in-flight lease (a conditional update
+on its registry row) is won, and the lease lapses on its own if the worker dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Mapping
+
+from shared.registry import TenantRegistry, due
+from shared.service import Monitor, TenantOutcome, evaluate_tenant
+from shared.storage.queues import JsonQueue
+from shared.model import format_time
+
+log = logging.getLogger("authwatch.fleet")
+
+EVALUATIONS_QUEUE = "evaluations"
+# How long a queued evaluation may take before another timer may queue the tenant again.
+IN_FLIGHT_LEASE = timedelta(minutes=10)
+
+
+@dataclass
+class Fleet:
+    registry: TenantRegistry
+    monitor: Monitor
+    evaluations: JsonQueue
+    default_minutes: int = 15
+    env: Mapping[str, str] = field(default_factory=lambda: os.environ)
+
+    async def create(self) -> None:
+        await self.registry.create()
+        await self.monitor.create()
+        await self.evaluations.create()
+
+    async def close(self) -> None:
+        await self.registry.close()
+        await self.monitor.close()
+        await self.evaluations.close()
+
+
+@dataclass(frozen=True)
+class FanOut:
+    queued: list[str]
+    not_due: int
+    in_flight: int
+    disabled: int
+
+
+async def fan_out(fleet: Fleet, *, now: datetime, reason: str = "schedule") -> FanOut:
+    """Queue one evaluation per enabled, due tenant whose lease this call wins."""
+    queued: list[str] = []
+    not_due = in_flight = disabled = 0
+    for config in await fleet.registry.list():
+        if not config.enabled:
+            disabled += 1
+            continue
+        if not due(config, now, fleet.default_minutes):
+            not_due += 1
+            continue
+        if not await fleet.registry.claim_in_flight(config.tenant_id, now=now, lease=IN_FLIGHT_LEASE):
+            in_flight += 1
+            continue
+        await fleet.evaluations.send({"tenantId": config.tenant_id, "requestedAt": format_time(now),
+                                      "reason": reason})
+        queued.append(config.tenant_id)
+    log.info("fan-out", extra={"queued": len(queued), "not_due": not_due, "in_flight": in_flight,
+                               "disabled": disabled})
+    return FanOut(queued, not_due, in_flight, disabled)
+
+
+class EvaluationFailed(RuntimeError):
+    """The worker could not finish (storage down, a bug): raised so the queue retries the message."""
+
+
+async def evaluate_registered(fleet: Fleet, tenant_id: str, *, now: datetime) -> TenantOutcome | None:
+    """The queue worker's job for one message. A disabled or unknown tenant is logged and skipped (never
+    retried forever); an unreachable tenant is a result, not a failure; anything else raises for a retry."""
+    config = await fleet.registry.get(tenant_id)
+    if config is None or not config.enabled:
+        log.warning("evaluation skipped", extra={"tenant_id": tenant_id,
+                                                 "outcome": "unknown tenant" if config is None else "disabled"})
+        return None
+    outcome = await evaluate_tenant(config.access(fleet.env), fleet.monitor, now=now)
+    if outcome.failure:
+        await fleet.registry.record_outcome(tenant_id, success=False, at=now, error=outcome.failure)
+        raise EvaluationFailed(f"tenant {tenant_id}: {outcome.failure}")
+    error = None
+    if outcome.unreachable and outcome.snapshot:
+        first = next(iter(outcome.snapshot.errors.values()))
+        error = f"unreachable: {first.code}: {first.message}"
+    await fleet.registry.record_outcome(tenant_id, success=error is None, at=now, error=error)
+    await fleet.registry.release_in_flight(tenant_id)
+    return outcome
+
+
+async def record_poison(fleet: Fleet, tenant_id: str | None, *, now: datetime, body: str) -> None:
+    """A message that failed every retry: recorded against its tenant (visible in the API), never dropped quietly."""
+    if tenant_id is None:
+        log.error("poison evaluation message without a tenant id", extra={"body": body[:200]})
+        return
+    await fleet.registry.record_outcome(tenant_id, success=False, at=now,
+                                        error="evaluation failed on every retry (poison message); see the logs")
+    await fleet.registry.release_in_flight(tenant_id)
+    log.error("poison evaluation message", extra={"tenant_id": tenant_id})
