@@ -14,7 +14,7 @@ from shared.alerting import open_alerts
 from shared.controls.enforcement_window import EnforcementWindow
 from shared.fleet import Fleet
 from shared.model import format_time, parse_time_or_none
-from shared.registry import RegistryError, TenantConfig
+from shared.registry import RegistryError, TenantConfig, TenantExists
 from shared.service import accept_baseline
 
 
@@ -121,12 +121,12 @@ async def tenant_history(fleet: Fleet, tenant_id: str, *, limit: int) -> list[di
 async def onboard_tenant(fleet: Fleet, body: Any) -> dict[str, Any]:
     body = _object(body)
     try:
-        config = TenantConfig.from_json(body)
+        config = TenantConfig.from_json(body, config_only=True)  # fields authwatch writes itself are refused
+        return (await fleet.registry.add(config)).to_json()  # atomic: onboarding twice fails, never overwrites
+    except TenantExists:
+        raise BadRequest(f"tenant {body.get('tenantId')} is already registered; PATCH it to change it") from None
     except RegistryError as error:
         raise BadRequest(str(error)) from None
-    if await fleet.registry.get(config.tenant_id) is not None:
-        raise BadRequest(f"tenant {config.tenant_id} is already registered; PATCH it to change it")
-    return (await fleet.registry.upsert(config)).to_json()
 
 
 async def update_tenant(fleet: Fleet, tenant_id: str, body: Any) -> dict[str, Any]:

@@ -104,7 +104,11 @@ async def record_poison(fleet: Fleet, tenant_id: str | None, *, now: datetime, b
     if tenant_id is None:
         log.error("poison evaluation message without a tenant id", extra={"body": body[:200]})
         return
-    await fleet.registry.record_outcome(tenant_id, success=False, at=now,
-                                        error="evaluation failed on every retry (poison message); see the logs")
+    try:
+        await fleet.registry.record_outcome(tenant_id, success=False, at=now,
+                                            error="evaluation failed on every retry (poison message); see the logs")
+    except (LookupError, ValueError):
+        log.error("poison evaluation message for an unknown tenant", extra={"tenant_id": str(tenant_id)[:64]})
+        return
     await fleet.registry.release_in_flight(tenant_id)
     log.error("poison evaluation message", extra={"tenant_id": tenant_id})

@@ -69,6 +69,10 @@ class RegistryError(ValueError):
     """Invalid tenant configuration or tenant id; the message starts with the field ("scheduleMinutes: …")."""
 
 
+class TenantExists(RegistryError):
+    """`add` of a tenant that is already registered."""
+
+
 def tenant_key(tenant_id: Any) -> str:
     """The validated, lower-case tenant id: the only form that ever reaches a Table key or query."""
     if not isinstance(tenant_id, str) or not _GUID.match(tenant_id):
@@ -237,14 +241,20 @@ class TenantConfig:
         }
 
     @classmethod
-    def from_json(cls, data: Any, *, tenant_id: str | None = None) -> TenantConfig:
+    def from_json(cls, data: Any, *, tenant_id: str | None = None, config_only: bool = False) -> TenantConfig:
         """Validate a JSON object (API input or an exported registry). `tenant_id` (e.g. from the URL) is used when
-        the body has none, and must match it when it has one. Unknown fields are errors (a typo must not be lost)."""
+        the body has none, and must match it when it has one. Unknown fields are errors (a typo must not be lost).
+        `config_only` (API input) refuses the fields authwatch writes itself (lastSuccessAt, createdAt, …)."""
         if not isinstance(data, dict):
             raise RegistryError(f"(body): expected a JSON object, got {type(data).__name__}")
         unknown = sorted(set(data) - set(_ALL_FIELDS))
         if unknown:
-            raise RegistryError(f"{unknown[0]}: unknown field (allowed: {', '.join(_ALL_FIELDS)})")
+            allowed = ("tenantId", *_CONFIG_FIELDS) if config_only else _ALL_FIELDS
+            raise RegistryError(f"{unknown[0]}: unknown field (allowed: {', '.join(allowed)})")
+        if config_only:
+            written = [name for name in _STATUS_FIELDS if name in data]
+            if written:
+                raise RegistryError(f"{written[0]}: written by authwatch itself, not by a request")
         body_id = data.get("tenantId")
         if tenant_id is not None and body_id is not None and tenant_key(body_id) != tenant_key(tenant_id):
             raise RegistryError(f"tenantId: the body says {body_id} but the request is for {tenant_id}")
@@ -400,6 +410,19 @@ class TenantRegistry:
             return _apply(entity, {**_config_columns(config), "UpdatedAt": now})
 
         return _from_entity(await self._write(config.tenant_id, change, create=True))
+
+    async def add(self, config: TenantConfig, *, now: datetime | None = None) -> TenantConfig:
+        """Register a new tenant; TenantExists (a RegistryError) when it is already registered — atomic, so two
+        concurrent onboardings of one tenant cannot both succeed."""
+        now = _utc(now or self._clock(), "now")
+        entity = _apply({"PartitionKey": PARTITION, "RowKey": config.tenant_id, **_status_columns(config)},
+                        {**_config_columns(config), "CreatedAt": config.created_at or now, "UpdatedAt": now})
+        try:
+            await self._table.create_entity(entity)
+        except ResourceExistsError:
+            raise TenantExists(f"tenantId: tenant {config.tenant_id} is already registered; update it instead") \
+                from None
+        return _from_entity(entity)
 
     async def update(self, tenant_id: str, changes: dict[str, Any], *, now: datetime | None = None) -> TenantConfig:
         """Change some configuration fields (JSON names, e.g. {"scheduleMinutes": 60}), validated like from_json.

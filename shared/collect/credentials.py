@@ -74,11 +74,11 @@ class CredentialSpec:
     managed_identity_client_id: str | None = None  # federated: the user-assigned managed identity's client id
 
     def validate(self) -> None:
+        # Values are never quoted back: a secret pasted into the wrong field must not end up in a response or a log.
         if self.mode not in MODES:
-            raise CredentialError(f"mode: expected one of {', '.join(MODES)}, got {_short(self.mode)}")
+            raise CredentialError(f"mode: expected one of {', '.join(MODES)}")
         if not isinstance(self.client_id, str) or not _GUID.match(self.client_id):
-            raise CredentialError(f"clientId: expected the app registration's client id (a GUID), got "
-                                  f"{_short(self.client_id)}")
+            raise CredentialError("clientId: expected the app registration's client id (a GUID)")
         needed = _MODE_FIELD[self.mode]
         for attribute in _MODE_FIELD.values():
             value = getattr(self, attribute)
@@ -91,11 +91,10 @@ class CredentialSpec:
                 raise CredentialError(f"{name}: required with mode {self.mode}")
             if attribute == "managed_identity_client_id":
                 if not isinstance(value, str) or not _GUID.match(value):
-                    raise CredentialError(f"{name}: expected the managed identity's client id (a GUID), got "
-                                          f"{_short(value)}")
+                    raise CredentialError(f"{name}: expected the managed identity's client id (a GUID)")
             elif not isinstance(value, str) or not _SETTING_NAME.match(value):
                 raise CredentialError(f"{name}: expected the NAME of an app setting (letters, digits, '_' or '.', "
-                                      f"at most 128), got {_short(value)}")
+                                      "at most 128) that holds the value, not the value itself")
 
     def to_json(self) -> dict[str, str]:
         return {json_name: getattr(self, python) for json_name, python in _FIELDS.items()
@@ -117,11 +116,6 @@ class CredentialSpec:
         spec = cls(**values)
         spec.validate()
         return spec
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def exchange_audience(authority: str) -> str:

@@ -24,6 +24,9 @@ TOKEN_HINTS = {
     "AADSTS90002": "no such tenant: check the tenant id",
     "AADSTS7000112": "the app is disabled in this tenant: ask its admin to enable the enterprise application",
     "AADSTS700027": "the client assertion (certificate or federated credential) was rejected",
+    "AADSTS70021": "no federated credential on the app matches the managed identity (issuer, subject = its "
+                   "principal id, audience api://AzureADTokenExchange)",
+    "AADSTS700024": "the client assertion has expired or is not yet valid (check the clock)",
 }
 
 

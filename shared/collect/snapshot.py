@@ -23,7 +23,10 @@ def _graph_client(credential: Any, endpoints: MicrosoftEndpoints, http: httpx.As
     from msgraph.graph_request_adapter import GraphRequestAdapter
 
     host = httpx.URL(endpoints.graph).host
-    auth = AzureIdentityAuthenticationProvider(credential, scopes=[GRAPH_SCOPE], allowed_hosts=[host])
+    # CAE off: the up-front token request has no CAE claim either, so both share one cached token (2 token
+    # requests per tenant per cycle instead of one per concurrent Graph read).
+    auth = AzureIdentityAuthenticationProvider(credential, scopes=[GRAPH_SCOPE], allowed_hosts=[host],
+                                               is_cae_enabled=False)
     adapter = GraphRequestAdapter(auth, client=http)
     adapter.base_url = endpoints.graph
     return GraphServiceClient(request_adapter=adapter)

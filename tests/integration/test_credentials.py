@@ -169,7 +169,7 @@ def test_federated_mode_with_an_injected_assertion_gets_tokens_and_collects(simu
 
     snapshot = collect(sim, config(FEDERATED).access({}, assertion_provider=assertion))
     assert snapshot.errors == {} and snapshot.graph["conditionalAccessPolicies"] == []
-    assert len(calls) == 2  # one assertion per token (Graph and Exchange)
+    assert len(calls) == sim.request_counts["token"] >= 2  # a fresh assertion for every token request
 
 
 def test_federated_mode_with_the_wrong_subject_gets_aadsts70021(simulator_for, certificate):

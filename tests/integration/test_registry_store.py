@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from shared.registry import RegistryError, TenantConfig, TenantRegistry, due
+from shared.registry import RegistryError, TenantConfig, TenantExists, TenantRegistry, due
 
 APP_ID = "5f0c8a7e-7c1b-4c52-9a43-6b1f2d3e4a50"
 MI_ID = "0b0b0b0b-1111-4222-8333-944445555777"
@@ -85,6 +85,21 @@ def test_upsert_keeps_created_at_and_outcomes(registry_cs):
     assert again.display_name == "Contoso Ltd"
     assert again.created_at == NOW and again.updated_at == NOW + timedelta(hours=1)
     assert again.last_success_at == NOW + timedelta(minutes=1)
+
+
+def test_add_registers_once(registry_cs):
+    tenant = new_tenant("Contoso")
+
+    async def scenario(registry):
+        results = await asyncio.gather(*(registry.add(tenant, now=NOW) for _ in range(3)), return_exceptions=True)
+        return results, await registry.get(tenant.tenant_id)
+
+    results, stored = run(registry_cs, scenario)
+    added = [r for r in results if isinstance(r, TenantConfig)]
+    refused = [r for r in results if isinstance(r, TenantExists)]
+    assert len(added) == 1 and len(refused) == 2
+    assert str(refused[0]).startswith(f"tenantId: tenant {tenant.tenant_id} is already registered")
+    assert added[0] == stored and stored.created_at == stored.updated_at == NOW
 
 
 def test_update_is_partial_validated_and_needs_a_known_tenant(registry_cs):

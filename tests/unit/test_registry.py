@@ -62,6 +62,9 @@ def test_each_mode_round_trips(data):
     ({**FEDERATED, "secretSetting": "X"}, "secretSetting: not used with mode federated"),
     ({**SECRET, "certificateSetting": "X"}, "certificateSetting: not used with mode secret"),
     ({**SECRET, "clientSecret": SECRET_VALUE}, "clientSecret: unknown field"),
+    ({**SECRET, "secretSetting": SECRET_VALUE}, "secretSetting: expected the NAME of an app setting"),  # pasted
+    ({**SECRET, "clientId": SECRET_VALUE}, "clientId: expected"),
+    ({**SECRET, "mode": SECRET_VALUE}, "mode: expected one of"),
 ])
 def test_credential_spec_errors_name_the_field(data, message):
     with pytest.raises(CredentialError, match=f"^{message}") as caught:
@@ -238,6 +241,16 @@ def test_config_errors_name_the_field(changes, message):
     with pytest.raises(RegistryError, match=f"^{message}") as caught:
         config(**changes)
     assert SECRET_VALUE not in str(caught.value)
+
+
+def test_api_input_cannot_set_what_authwatch_writes():
+    with pytest.raises(RegistryError, match="^consecutiveFailures: written by authwatch itself"):
+        TenantConfig.from_json(body(consecutiveFailures=0), config_only=True)
+    with pytest.raises(RegistryError, match="^createdAt: written by authwatch itself"):
+        TenantConfig.from_json(body(createdAt="2026-11-23T08:00:00Z"), config_only=True)
+    with pytest.raises(RegistryError, match=r"^nick: unknown field \(allowed: tenantId, displayName, credential, "):
+        TenantConfig.from_json(body(nick="c"), config_only=True)
+    assert TenantConfig.from_json(body(scheduleMinutes=30), config_only=True).schedule_minutes == 30
 
 
 def test_from_json_needs_an_object():
