@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from shared.collect import MicrosoftEndpoints, TenantAccess, collect_tenant
+from shared.collect.budget import RequestBudget
 from shared.collect.connection import http_client
+from shared.collect.snapshot import CollectionHints
 from shared.model import ControlResult, TenantSnapshot, format_time, parse_time_or_none
 from shared.state.compare import Comparison, compare, watermark
 from shared.state.events import EVENT_TYPES, Event
 from shared.storage.queues import JsonQueue
-from shared.storage.tenant_store import ConcurrencyConflict, TenantStore
+from shared.storage.tenant_store import ConcurrencyConflict, TenantRecord, TenantStore
 
 log = logging.getLogger("authwatch")
 
@@ -39,6 +41,8 @@ class Monitor:
     alerts: JsonQueue
     endpoints: MicrosoftEndpoints
     history_days: int = 90
+    # Shared by every collection in this process so a concurrent fleet stays under Microsoft's limits.
+    budget: RequestBudget | None = field(default_factory=RequestBudget)
 
     async def create(self) -> None:
         await self.store.create()
@@ -64,11 +68,13 @@ class TenantOutcome:
         return self.snapshot is not None and self.snapshot.unreachable
 
 
-async def _commit(monitor: Monitor, tenant_id: str, snapshot: TenantSnapshot, now: datetime) -> Comparison:
+async def _commit(monitor: Monitor, tenant_id: str, snapshot: TenantSnapshot, now: datetime,
+                  record: TenantRecord) -> Comparison:
     """Compare against the stored state and commit atomically; on a conflict, start again from the winner's state
     (whose newer lastCollectedAt usually makes this snapshot stale: exactly one set of events survives)."""
-    for _ in range(COMMIT_ATTEMPTS):
-        record = await monitor.store.load(tenant_id)
+    for attempt in range(COMMIT_ATTEMPTS):
+        if attempt:
+            record = await monitor.store.load(tenant_id)
         comparison = compare(record.state, record.baseline, snapshot, now=now)
         if comparison.stale:
             return comparison
@@ -77,6 +83,8 @@ async def _commit(monitor: Monitor, tenant_id: str, snapshot: TenantSnapshot, no
         prune = _history_due(record.state, now)
         if prune:
             comparison.state["historyPrunedAt"] = format_time(now)
+        # Tells the next run whether an outbox flush may be owed, so a quiet cycle costs no extra query.
+        comparison.state["outboxPending"] = bool(comparison.events or comparison.notes)
         try:
             await monitor.store.commit(
                 tenant_id, state=comparison.state, expected_etag=record.state_etag, results=results,
@@ -88,6 +96,16 @@ async def _commit(monitor: Monitor, tenant_id: str, snapshot: TenantSnapshot, no
         except ConcurrencyConflict:
             log.info("state changed under us; comparing again", extra={"tenant_id": tenant_id})
     raise ConcurrencyConflict(f"tenant {tenant_id}: state kept changing during {COMMIT_ATTEMPTS} attempts")
+
+
+def hints_from(state: dict | None) -> CollectionHints | None:
+    """What the stored configuration tells the collector (which audits are worth reading)."""
+    config = (state or {}).get("config") or {}
+    if "conditionalAccess" not in config:
+        return None
+    return CollectionHints(
+        known_block_policy_ids=frozenset(key.removeprefix("ca:") for key in config["conditionalAccess"]),
+        security_defaults=(config.get("securityDefaults") or {}).get("securityDefaults.isEnabled"))
 
 
 def _history_due(state: dict | None, now: datetime) -> bool:
@@ -115,17 +133,19 @@ async def evaluate_tenant(access: TenantAccess, monitor: Monitor, *, now: dateti
     started = time.monotonic()
     stage = "load"
     try:
-        # Pending events of an earlier crashed run go first, so they are never held back by a new failure.
-        outcome.enqueued += await flush_outbox(monitor, access.tenant_id, now=now)
         record = await monitor.store.load(access.tenant_id)
+        if (record.state or {}).get("outboxPending"):
+            # Events an earlier run persisted but may not have queued (it crashed): they go first.
+            outcome.enqueued += await flush_outbox(monitor, access.tenant_id, now=now)
         stage = "collect"
         outcome.snapshot = await collect_tenant(access, monitor.endpoints, now=now, since=watermark(record.state),
-                                                http=http)
+                                                http=http, budget=monitor.budget, hints=hints_from(record.state))
         stage = "persist"
-        comparison = await _commit(monitor, access.tenant_id, outcome.snapshot, now)
+        comparison = await _commit(monitor, access.tenant_id, outcome.snapshot, now, record)
         outcome.results, outcome.events = comparison.results, comparison.events
         stage = "enqueue"
-        outcome.enqueued += await flush_outbox(monitor, access.tenant_id, now=now)
+        if comparison.events or comparison.notes:
+            outcome.enqueued += await flush_outbox(monitor, access.tenant_id, now=now)
         stage = "done"
     except Exception as error:  # noqa: BLE001 - one tenant's failure must not stop the fleet
         outcome.failure = f"{stage} failed: {type(error).__name__}: {error}"

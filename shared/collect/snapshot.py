@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,8 +11,9 @@ import httpx
 
 from shared.collect import exchange, graph
 from shared.collect.connection import EXCHANGE_SCOPE, GRAPH_SCOPE, MicrosoftEndpoints, TenantAccess
+from shared.collect.budget import RequestBudget
 from shared.collect.errors import token_error
-from shared.model import SourceError, TenantSnapshot
+from shared.model import SourceError, TenantSnapshot, parse_time_or_none
 
 # First look at a tenant: two enforcement windows' worth of sign-ins, so a gap after a recent block shows.
 DEFAULT_LOOKBACK = timedelta(hours=48)
@@ -39,20 +41,64 @@ async def _token(credential: Any, scope: str) -> tuple[str | None, SourceError |
         return None, token_error(error)
 
 
-async def _collect_graph(credential: Any, endpoints: MicrosoftEndpoints, http: httpx.AsyncClient, since: datetime,
-                         graph_data: dict[str, Any], errors: dict[str, SourceError]) -> None:
+@dataclass(frozen=True)
+class CollectionHints:
+    """What the stored state already knows, so a collection asks only for what can matter (platform limits).
+
+    Conditional Access audits are read only when something changed that needs attributing: a policy created or
+    modified since the watermark, a legacy-auth block policy gone, or security defaults flipped. None of these
+    known (first look): audits are read."""
+
+    known_block_policy_ids: frozenset[str] | None = None
+    security_defaults: bool | None = None
+
+
+def _audits_needed(graph_data: dict[str, Any], hints: CollectionHints | None, since: datetime) -> bool:
+    if hints is None or hints.known_block_policy_ids is None:
+        return True
+    policies = graph_data.get("conditionalAccessPolicies")
+    if not isinstance(policies, list):
+        return True
+    for policy in policies:
+        changed = parse_time_or_none(policy.get("modifiedDateTime")) if isinstance(policy, dict) else None
+        created = parse_time_or_none(policy.get("createdDateTime")) if isinstance(policy, dict) else None
+        if any(moment is not None and moment >= since for moment in (changed, created)):
+            return True
+    present = {str(policy.get("id")) for policy in policies if isinstance(policy, dict)}
+    if not hints.known_block_policy_ids <= present:
+        return True  # a blocking policy was deleted: who did it is in the audit log
+    defaults = graph_data.get("securityDefaults")
+    now_on = defaults.get("isEnabled") if isinstance(defaults, dict) else None
+    return hints.security_defaults is not None and now_on is not None and now_on != hints.security_defaults
+
+
+async def _collect_graph(credential: Any, access: TenantAccess, endpoints: MicrosoftEndpoints,
+                         http: httpx.AsyncClient, since: datetime, budget: RequestBudget | None,
+                         hints: CollectionHints | None, graph_data: dict[str, Any],
+                         errors: dict[str, SourceError]) -> None:
     # Ask for the token once up front: if the tenant refuses us, every Graph source fails the same way.
-    _, failure = await _token(credential, GRAPH_SCOPE)
-    if failure:
-        errors.update({f"graph.{source.name}": failure for source in graph.GRAPH_SOURCES})
+    token, failure = await _token(credential, GRAPH_SCOPE)
+    if failure or token is None:
+        errors.update({f"graph.{source.name}": failure for source in graph.GRAPH_SOURCES if failure})
         return
     client = _graph_client(credential, endpoints, http)
-    answers = await asyncio.gather(*(graph.read_source(client, source, since) for source in graph.GRAPH_SOURCES))
-    for source, (value, error) in zip(graph.GRAPH_SOURCES, answers):
+    tenant = access.tenant_id
+    ca_slot = (lambda: budget.conditional_access(tenant)) if budget else None
+    reports_slot = (lambda: budget.reports(tenant)) if budget else None
+
+    def keep(name: str, value: Any, error: SourceError | None) -> None:
         if error:
-            errors[f"graph.{source.name}"] = error
+            errors[f"graph.{name}"] = error
         else:
-            graph_data[source.name] = value
+            graph_data[name] = value
+
+    for name, (value, error) in (await graph.read_batch(client, http, endpoints.graph, token, ca_slot)).items():
+        keep(name, value, error)
+    wanted = ["signIns"] + (["directoryAudits"] if _audits_needed(graph_data, hints, since) else [])
+    answers = await asyncio.gather(*(graph.read_source(client, graph.SOURCES_BY_NAME[name], since, reports_slot)
+                                     for name in wanted))
+    for name, (value, error) in zip(wanted, answers):
+        keep(name, value, error)
 
 
 async def _collect_exchange(credential: Any, access: TenantAccess, endpoints: MicrosoftEndpoints,
@@ -74,7 +120,8 @@ async def _collect_exchange(credential: Any, access: TenantAccess, endpoints: Mi
 
 
 async def collect_tenant(access: TenantAccess, endpoints: MicrosoftEndpoints, *, now: datetime,
-                         since: datetime | None = None, http: httpx.AsyncClient | None = None) -> TenantSnapshot:
+                         since: datetime | None = None, http: httpx.AsyncClient | None = None,
+                         budget: RequestBudget | None = None, hints: CollectionHints | None = None) -> TenantSnapshot:
     """One live snapshot of a tenant. `http` lets a fleet share one connection pool; `now` stamps the snapshot;
     sign-ins and audits are read from `since` (the watermark; default: the last DEFAULT_LOOKBACK)."""
     since = since or now - DEFAULT_LOOKBACK
@@ -86,7 +133,7 @@ async def collect_tenant(access: TenantAccess, endpoints: MicrosoftEndpoints, *,
     errors: dict[str, SourceError] = {}
     try:
         await asyncio.gather(
-            _collect_graph(credential, endpoints, http, since, graph_data, errors),
+            _collect_graph(credential, access, endpoints, http, since, budget, hints, graph_data, errors),
             _collect_exchange(credential, access, endpoints, http, exchange_data, errors),
         )
     finally:

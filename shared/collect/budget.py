@@ -1,0 +1,75 @@
+"""Request budgets: Microsoft's documented throttling limits, respected before a request is sent.
+
+The real ceiling of authwatch is Graph throttling, not CPU: Conditional Access answers 1 request per second per
+tenant (and its 429s carry no Retry-After), the reports service (sign-ins + audits) 5 requests per 10 s per tenant
+and 122 per 10 s per app across all tenants. One `RequestBudget` is shared by every collection in a process, so a
+fleet swept concurrently stays under the limits instead of discovering them through 429s.
+
+A sliding log (not a token bucket) is used because it guarantees "at most N in ANY window of W seconds", which is
+what a fixed-window server counts; a bucket that refills continuously could put 2N into one server window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+# Requests arrive at the server a little after we send them and not always in order; keep a margin.
+SAFETY_MARGIN_S = 0.15
+
+
+class SlidingWindowLimiter:
+    """At most `limit` acquisitions in any `window_s` seconds."""
+
+    def __init__(self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window_s, self._clock = limit, window_s + SAFETY_MARGIN_S, clock
+        self._sent: deque[float] = deque()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> float:
+        """Wait for a slot; returns how long we waited (for the benchmark's accounting)."""
+        waited = 0.0
+        async with self._lock:  # FIFO: waiters are served in arrival order
+            while True:
+                now = self._clock()
+                while self._sent and now - self._sent[0] >= self.window_s:
+                    self._sent.popleft()
+                if len(self._sent) < self.limit:
+                    self._sent.append(now)
+                    return waited
+                pause = self.window_s - (now - self._sent[0])
+                waited += pause
+                await asyncio.sleep(pause)
+
+
+@dataclass
+class RequestBudget:
+    """The limits of platform-facts.md, per tenant and per app. Limiters are created lazily per tenant."""
+
+    ca_per_tenant: tuple[int, float] = (1, 1.0)
+    reports_per_tenant: tuple[int, float] = (5, 10.0)
+    reports_per_app: tuple[int, float] = (122, 10.0)
+    _tenants: dict[tuple[str, str], SlidingWindowLimiter] = field(default_factory=dict)
+    _app_reports: SlidingWindowLimiter | None = None
+
+    def _tenant(self, kind: str, tenant_id: str, limit: tuple[int, float]) -> SlidingWindowLimiter:
+        key = (kind, tenant_id)
+        if key not in self._tenants:
+            self._tenants[key] = SlidingWindowLimiter(*limit)
+        return self._tenants[key]
+
+    async def conditional_access(self, tenant_id: str) -> None:
+        await self._tenant("ca", tenant_id, self.ca_per_tenant).acquire()
+
+    async def reports(self, tenant_id: str) -> None:
+        # The tenant's own slot first: waiting for it must not hold a fleet-wide slot idle.
+        await self._tenant("reports", tenant_id, self.reports_per_tenant).acquire()
+        if self._app_reports is None:
+            self._app_reports = SlidingWindowLimiter(*self.reports_per_app)
+        await self._app_reports.acquire()
+
+
+UNLIMITED = None  # callers pass None to collect without budgets (single snapshots, tests of raw behaviour)
