@@ -42,14 +42,16 @@ async def evaluate_tenant(msg: func.QueueMessage) -> None:
     from shared.bootstrap import build_fleet
     from shared.fleet import evaluate_registered
 
-    tenant_id = _tenant_id(_document(msg))
+    document = _document(msg)
+    tenant_id = _tenant_id(document)
     if tenant_id is None:
         log.error("evaluation message without a valid tenant id; dropped", extra={"message_id": msg.id})
         return  # retrying cannot fix it
     fleet = build_fleet()
     try:
         await fleet.create()
-        outcome = await evaluate_registered(fleet, tenant_id, now=datetime.now(timezone.utc))
+        outcome = await evaluate_registered(fleet, tenant_id, now=datetime.now(timezone.utc),
+                                            entry=document.get("config"))
     finally:
         await fleet.close()
     log.info("tenant evaluated", extra={"tenant_id": tenant_id, "dequeue_count": msg.dequeue_count,

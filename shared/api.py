@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.alerting import open_alerts
 from shared.controls.enforcement_window import EnforcementWindow
-from shared.fleet import Fleet
+from shared.fleet import Fleet, evaluation_message
 from shared.model import format_time, parse_time_or_none
 from shared.registry import RegistryError, TenantConfig, TenantExists
 from shared.service import accept_baseline
@@ -55,6 +55,8 @@ def _summary(config: TenantConfig, state: dict[str, Any] | None) -> dict[str, An
     controls = (state or {}).get("controls") or {}
     return {
         **config.to_json(),
+        # The state row is written every cycle; the registry only when its story changes.
+        "lastSuccessAt": (state or {}).get("lastSuccessAt") or config.to_json().get("lastSuccessAt"),
         "status": _status(config, state),
         "failing": sorted(c for c, v in controls.items() if v.get("status") == "fail"),
         "pending": sorted(c for c, v in controls.items() if v.get("status") == "pending"),
@@ -178,5 +180,5 @@ async def request_evaluation(fleet: Fleet, tenant_id: str, *, now: datetime) -> 
     config = await _config(fleet, tenant_id)
     if not config.enabled:
         raise BadRequest(f"tenant {tenant_id} is disabled; enable it first (PATCH {{\"enabled\": true}})")
-    await fleet.evaluations.send({"tenantId": tenant_id, "requestedAt": format_time(now), "reason": "api"})
+    await fleet.evaluations.send(evaluation_message(config, now, "api"))
     return {"tenantId": tenant_id, "queued": True, "requestedAt": format_time(now)}

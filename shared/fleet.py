@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Mapping
 
-from shared.registry import TenantRegistry, due
+from shared.registry import RegistryError, TenantConfig, TenantRegistry, due
 from shared.service import Monitor, TenantOutcome, evaluate_tenant
 from shared.storage.queues import JsonQueue
 from shared.model import format_time
@@ -21,8 +21,13 @@ from shared.model import format_time
 log = logging.getLogger("authwatch.fleet")
 
 EVALUATIONS_QUEUE = "evaluations"
-# How long a queued evaluation may take before another timer may queue the tenant again.
+# How long a queued evaluation may take before another timer may queue the tenant again. The lease is never
+# released early (that would cost a write per tenant per cycle): it is shorter than the interval instead.
 IN_FLIGHT_LEASE = timedelta(minutes=10)
+
+
+def in_flight_lease(interval_minutes: int) -> timedelta:
+    return min(IN_FLIGHT_LEASE, timedelta(minutes=interval_minutes) / 2)
 
 
 @dataclass
@@ -63,25 +68,34 @@ async def fan_out(fleet: Fleet, *, now: datetime, reason: str = "schedule") -> F
         if not due(config, now, fleet.default_minutes):
             not_due += 1
             continue
-        if not await fleet.registry.claim_in_flight(config.tenant_id, now=now, lease=IN_FLIGHT_LEASE):
+        lease = in_flight_lease(config.schedule_minutes or fleet.default_minutes)
+        if not await fleet.registry.claim_in_flight(config.tenant_id, now=now, lease=lease):
             in_flight += 1
             continue
-        await fleet.evaluations.send({"tenantId": config.tenant_id, "requestedAt": format_time(now),
-                                      "reason": reason})
+        await fleet.evaluations.send(evaluation_message(config, now, reason))
         queued.append(config.tenant_id)
     log.info("fan-out", extra={"queued": len(queued), "not_due": not_due, "in_flight": in_flight,
                                "disabled": disabled})
     return FanOut(queued, not_due, in_flight, disabled)
 
 
+def evaluation_message(config: TenantConfig, now: datetime, reason: str) -> dict:
+    """The queue message carries the tenant's registry entry (no secret lives there; routing, which may name
+    webhooks, is left out), so the worker needs no registry read: a quiet cycle costs one Table read and one write."""
+    entry = {key: value for key, value in config.to_json().items() if key != "routing"}
+    return {"tenantId": config.tenant_id, "requestedAt": format_time(now), "reason": reason, "config": entry}
+
+
 class EvaluationFailed(RuntimeError):
     """The worker could not finish (storage down, a bug): raised so the queue retries the message."""
 
 
-async def evaluate_registered(fleet: Fleet, tenant_id: str, *, now: datetime) -> TenantOutcome | None:
+async def evaluate_registered(fleet: Fleet, tenant_id: str, *, now: datetime,
+                              entry: dict | None = None) -> TenantOutcome | None:
     """The queue worker's job for one message. A disabled or unknown tenant is logged and skipped (never
-    retried forever); an unreachable tenant is a result, not a failure; anything else raises for a retry."""
-    config = await fleet.registry.get(tenant_id)
+    retried forever); an unreachable tenant is a result, not a failure; anything else raises for a retry.
+    `entry` is the registry entry the message carries; without it (older messages) the registry is read."""
+    config = _entry(entry, tenant_id) or await fleet.registry.get(tenant_id)
     if config is None or not config.enabled:
         log.warning("evaluation skipped", extra={"tenant_id": tenant_id,
                                                  "outcome": "unknown tenant" if config is None else "disabled"})
@@ -94,9 +108,22 @@ async def evaluate_registered(fleet: Fleet, tenant_id: str, *, now: datetime) ->
     if outcome.unreachable and outcome.snapshot:
         first = next(iter(outcome.snapshot.errors.values()))
         error = f"unreachable: {first.code}: {first.message}"
-    await fleet.registry.record_outcome(tenant_id, success=error is None, at=now, error=error)
-    await fleet.registry.release_in_flight(tenant_id)
+    # The state row already records every success; the registry is written only when its story changes
+    # (a failure, or the first success after failures), so a quiet cycle adds no registry write.
+    if error is not None or config.consecutive_failures or config.last_error:
+        await fleet.registry.record_outcome(tenant_id, success=error is None, at=now, error=error)
     return outcome
+
+
+def _entry(entry: dict | None, tenant_id: str) -> TenantConfig | None:
+    if not isinstance(entry, dict):
+        return None
+    try:
+        config = TenantConfig.from_json(entry)
+    except RegistryError:
+        log.warning("unreadable registry entry in the message; reading the registry", extra={"tenant_id": tenant_id})
+        return None
+    return config if config.tenant_id == tenant_id else None
 
 
 async def record_poison(fleet: Fleet, tenant_id: str | None, *, now: datetime, body: str) -> None:

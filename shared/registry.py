@@ -480,7 +480,9 @@ class TenantRegistry:
             nonlocal won
             held = entity.get("InFlightUntil") if entity else None
             won = entity is not None and (held is None or _utc(held, "InFlightUntil") <= now)
-            return _apply(entity, {"InFlightUntil": now + lease}) if won and entity is not None else None
+            # The fan-out is the attempt: `due` measures the next one from here.
+            return _apply(entity, {"InFlightUntil": now + lease, "LastAttemptAt": now}) \
+                if won and entity is not None else None
 
         await self._write(key, change)
         return won
