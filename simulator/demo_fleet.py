@@ -163,3 +163,54 @@ def demo_fleet() -> dict[str, Any]:
                 policies=[copy.deepcopy(BLOCK_POLICY)], oauth2="False", spo_legacy=True),
     ]
     return {"app": dict(APP), "tenants": tenants}
+
+
+# --- The story the demo tells as simulated hours pass --------------------------------------------------------------
+
+CONTOSO = "8c1d0f4e-1a2b-4c3d-8e9f-000000000001"
+TAILSPIN = "8c1d0f4e-1a2b-4c3d-8e9f-000000000004"
+WOODGROVE = "8c1d0f4e-1a2b-4c3d-8e9f-000000000005"
+LITWARE = "8c1d0f4e-1a2b-4c3d-8e9f-000000000006"
+
+
+def _audit(at: str, who: str, policy_id: str, activity: str = "Update conditional access policy") -> dict[str, Any]:
+    return {"id": f"audit-{at}", "activityDateTime": at, "activityDisplayName": activity, "category": "Policy",
+            "loggedByService": "Conditional Access", "result": "success",
+            "initiatedBy": {"user": {"userPrincipalName": who}, "app": None},
+            "targetResources": [{"id": policy_id, "displayName": "Block legacy authentication", "type": "Policy"}]}
+
+
+def _set_block_state(state: str, at: str) -> Any:
+    def change(tenant: dict[str, Any]) -> None:
+        policy = next(p for p in tenant["graph"]["conditionalAccessPolicies"] if p["id"] == BLOCK_POLICY["id"])
+        policy.update(state=state, modifiedDateTime=at)
+        tenant["graph"].setdefault("directoryAudits", []).append(_audit(at, "admin@contoso.example", policy["id"]))
+    return change
+
+
+def _printer_override(tenant: dict[str, Any]) -> None:
+    tenant["exchange"]["casMailboxes"].append({
+        "Identity": "scanner2", "PrimarySmtpAddress": "scanner2@litware.example",
+        "ExternalDirectoryObjectId": "5ca22e70-0000-4000-8000-000000000002", "SmtpClientAuthenticationDisabled": False,
+        "PopEnabled": False, "ImapEnabled": False, "ActiveSyncEnabled": True})
+
+
+def _late_imap(tenant: dict[str, Any]) -> None:
+    tenant["graph"]["signIns"].append(_signin("2026-11-23T20:30:00Z", "sales@tailspin.example", "IMAP4"))
+
+
+def _reconsent(tenant: dict[str, Any]) -> None:
+    tenant["consent"] = True
+
+
+# (hours after the first cycle, tenant, what happens, change to the simulated tenant or None)
+STORY: list[tuple[float, str, str, Any]] = [
+    (1, CONTOSO, "an admin switches 'Block legacy authentication' to report-only",
+     _set_block_state("enabledForReportingButNotEnforced", "2026-11-23T08:52:00Z")),
+    (2, LITWARE, "SMTP AUTH is turned on for a second printer mailbox", _printer_override),
+    (3, CONTOSO, "the admin switches the block back on: a new 24-hour enforcement window starts",
+     _set_block_state("enabled", "2026-11-23T10:55:00Z")),
+    (13, TAILSPIN, "25 hours after its new block, an IMAP client still signs in", _late_imap),
+    (24, WOODGROVE, "the customer grants admin consent again", _reconsent),
+    (28, CONTOSO, "Contoso's window has closed with no legacy sign-in", None),
+]

@@ -1,8 +1,10 @@
-"""`authwatch demo`: a whole monitoring cycle on a simulated fleet, no Azure account needed.
+"""`authwatch demo`: the monitor over a simulated fleet for a simulated day and a half, no Azure account needed.
 
-Starts Azurite (real Table storage) and the simulator (token endpoint, Graph, Exchange admin API over HTTPS),
-evaluates every tenant through the same service function the queue worker uses, reads the stored results back and
-prints them.
+Starts Azurite (real Table + Queue storage) and the simulator (token endpoint, Graph, Exchange admin API over
+HTTPS), evaluates every tenant through the same service function the queue worker uses, reads the stored results
+back and prints them; then lets simulated hours pass while the scripted stories unfold (a block switched to
+report-only and back, SMTP AUTH switched on, an enforcement gap, consent restored) and prints each alert as it
+fires, with the enforcement countdowns.
 """
 
 from __future__ import annotations
@@ -50,16 +52,68 @@ def fleet_access(scenario: dict[str, Any]) -> list[TenantAccess]:
     ]
 
 
-async def _cycle(tenants: list[TenantAccess], endpoints: MicrosoftEndpoints,
-                 connection_string: str) -> tuple[list[TenantOutcome], dict[str, list[StoredResult]]]:
+async def _cycle(tenants: list[TenantAccess], endpoints: MicrosoftEndpoints, connection_string: str,
+                 now: datetime = DEMO_NOW) -> tuple[list[TenantOutcome], dict[str, list[StoredResult]]]:
     monitor = Monitor(store=TenantStore.from_connection_string(connection_string),
                       alerts=JsonQueue.from_connection_string(connection_string, ALERTS_QUEUE), endpoints=endpoints)
     try:
-        outcomes = await run_cycle(tenants, monitor, now=DEMO_NOW)
+        outcomes = await run_cycle(tenants, monitor, now=now)
         stored = {access.tenant_id: (await monitor.store.load(access.tenant_id)).results for access in tenants}
+        await monitor.alerts.receive_all(limit=10_000)  # the demo shows alerts itself; keep the queue empty
     finally:
         await monitor.close()
     return outcomes, stored
+
+
+async def _countdowns(tenants: list[TenantAccess], connection_string: str, now: datetime) -> list[str]:
+    """One line per open enforcement window: how long until legacy sign-ins count as a gap."""
+    from shared.controls.enforcement_window import EnforcementWindow, describe_duration
+    from shared.model import parse_time_or_none
+
+    lines = []
+    async with TenantStore.from_connection_string(connection_string) as store:
+        for access in tenants:
+            tracked = ((await store.load(access.tenant_id)).state or {}).get("enforcement") or {}
+            started = parse_time_or_none(tracked.get("startedAt")) if tracked.get("startedAt") else None
+            window = EnforcementWindow(started, float(tracked.get("hours", 24)))
+            if started and not window.has_closed(now):
+                lines.append(f"  {access.display_name:<20} window closes {format_time(window.closes_at)} "
+                             f"({describe_duration(window.time_left(now))} left)")
+    return lines
+
+
+def _print_alerts(at: datetime, outcomes: list[TenantOutcome]) -> int:
+    rows = [(format_time(at)[11:16], outcome.display_name, event.type, event.summary)
+            for outcome in outcomes for event in outcome.events]
+    if rows:
+        table(("TIME", "TENANT", "ALERT", "WHAT HAPPENED"), rows)
+    else:
+        print("  (no alert: nothing changed)")
+    return len(rows)
+
+
+def _tell_story(sim: Any, tenants: list[TenantAccess], endpoints: MicrosoftEndpoints,
+                connection_string: str) -> int:
+    """Let simulated hours pass: each step changes one tenant, runs a whole cycle, prints the alerts it raised."""
+    from datetime import timedelta
+
+    from simulator.demo_fleet import STORY
+
+    names = {access.tenant_id: access.display_name for access in tenants}
+    raised = 0
+    print("\nSimulated hours pass (every cycle evaluates the whole fleet; only changes raise alerts):")
+    for hours, tenant_id, story, change in STORY:
+        at = DEMO_NOW + timedelta(hours=hours)
+        if change is not None:
+            sim.update_tenant(tenant_id, change)
+        print(f"\n[{format_time(at)}] {names[tenant_id]}: {story}")
+        outcomes, _ = asyncio.run(_cycle(tenants, endpoints, connection_string, now=at))
+        raised += _print_alerts(at, outcomes)
+        countdowns = asyncio.run(_countdowns(tenants, connection_string, at))
+        if countdowns:
+            print("  Enforcement windows still open:")
+            print("\n".join(countdowns))
+    return raised
 
 
 def _print_results(outcomes: list[TenantOutcome], stored: dict[str, list[StoredResult]],
@@ -137,6 +191,13 @@ def run(args: argparse.Namespace) -> int:
         outcomes, stored = asyncio.run(_cycle(tenants, endpoints, connection_string))
         print(f"  done in {time.monotonic() - started:.1f} s")
         _print_results(outcomes, stored, stories)
+        opened = sum(len(outcome.events) for outcome in outcomes)
+        print(f"{opened} alerts opened at first sight (the failing controls above); from now on only changes alert.")
+        countdowns = asyncio.run(_countdowns(tenants, connection_string, DEMO_NOW))
+        if countdowns:
+            print("Enforcement windows open at first sight:\n" + "\n".join(countdowns))
+        raised = _tell_story(sim, tenants, endpoints, connection_string)
+        print(f"\n{raised} alerts fired while the story unfolded, each once, each on a real change.")
     return 0 if all(outcome.failure is None for outcome in outcomes) else 1
 
 

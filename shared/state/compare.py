@@ -12,7 +12,7 @@ Rules that keep it quiet and exact:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +43,35 @@ class Comparison:
     stale: bool = False
 
 
+# Sign-ins are collected incrementally (since the last success); control 2 judges the last EVIDENCE_HOURS of them,
+# so the legacy ones already seen ride along in the state (compact, capped) and are merged back in each cycle.
+EVIDENCE_HOURS = 48
+MAX_REMEMBERED_SIGNINS = 500
+_SIGNIN_FIELDS = ("id", "createdDateTime", "userId", "userPrincipalName", "clientAppUsed", "ipAddress", "status")
+
+
+def with_recent_signins(snapshot: TenantSnapshot, previous: dict[str, Any] | None) -> tuple[TenantSnapshot, list]:
+    """The snapshot with the remembered legacy sign-ins of the evidence window merged in (deduplicated by id), and
+    the list to remember next time. A snapshot without sign-ins (not collected) is left as it is."""
+    current = snapshot.get("graph.signIns")
+    remembered = (previous or {}).get("recentLegacySignIns") or []
+    if not isinstance(current, list):
+        return snapshot, remembered
+    horizon = snapshot.collected_at - timedelta(hours=EVIDENCE_HOURS)
+    merged: dict[str, dict[str, Any]] = {}
+    for signin in [*remembered, *current]:
+        if not isinstance(signin, dict):
+            continue
+        moment = parse_time_or_none(signin.get("createdDateTime"))
+        if moment is not None and moment < horizon:
+            continue
+        key = str(signin.get("id") or f"{signin.get('createdDateTime')}|{signin.get('userPrincipalName')}")
+        merged[key] = {field: signin.get(field) for field in _SIGNIN_FIELDS}
+    signins = sorted(merged.values(), key=lambda s: str(s.get("createdDateTime")), reverse=True)
+    merged_snapshot = replace(snapshot, graph={**snapshot.graph, "signIns": signins})
+    return merged_snapshot, signins[:MAX_REMEMBERED_SIGNINS]
+
+
 def _time(value: Any) -> datetime | None:
     return parse_time_or_none(value) if value else None
 
@@ -50,6 +79,17 @@ def _time(value: Any) -> datetime | None:
 def _policies_by_id(snapshot: TenantSnapshot) -> dict[str, dict[str, Any]]:
     policies = snapshot.get("graph.conditionalAccessPolicies")
     return {str(p.get("id")): p for p in policies if isinstance(p, dict)} if isinstance(policies, list) else {}
+
+
+# How a person names each configuration item in an alert.
+_ITEM_NAMES = {
+    "smtpAuthEnabledMailboxes": "Exchange mailboxes",
+    "transport.SmtpClientAuthenticationDisabled": "Exchange transport config",
+    "securityDefaults.isEnabled": "Security defaults",
+    "organization.OAuth2ClientProfileEnabled": "Exchange organization config",
+    "sharepoint.isLegacyAuthProtocolsEnabled": "SharePoint settings",
+    "defaultPolicy": "Exchange default authentication policy",
+}
 
 
 class _Cycle:
@@ -74,8 +114,9 @@ class _Cycle:
         """When the block that passes control 1 now became effective, as best known (controls.md §2)."""
         policies = self.snapshot.get("graph.conditionalAccessPolicies")
         qualifying = legacy_block(policies, self.snapshot).qualifying if isinstance(policies, list) else ()
-        if self.previous is None:
-            # First sight of the tenant: we did not observe the change, so take the policies' own dates.
+        if self.previous is None or not self.previous.get("lastSuccessAt"):
+            # First sight of the tenant (or first since it became readable): we did not observe the change, so
+            # take the policies' own dates.
             return offline_block_start(qualifying), "policy dates (first observation)"
         by_id = _policies_by_id(self.snapshot)
         inside = [moment for policy in qualifying
@@ -121,7 +162,8 @@ class _Cycle:
                            {**window.to_json(), "gapCount": signins.evidence.get("gapCount"),
                             "gaps": signins.evidence.get("gaps"), "remediation": signins.remediation})
             return {SIGNINS_CONTROL}
-        if window.has_closed(self.at) and not tracked.get("confirmed") and signins.status == Status.PASS:
+        if (window.has_closed(self.at) and not tracked.get("confirmed") and not tracked.get("gapReported")
+                and signins.status == Status.PASS):
             tracked["confirmed"] = True
             self.event(ev.WINDOW_CONFIRMED, SIGNINS_CONTROL, "low",
                        f"Enforcement confirmed: no successful legacy sign-in since the window closed at "
@@ -176,7 +218,8 @@ class _Cycle:
 
     def drift_event(self, change: Change, effect: str, current: Config) -> None:
         listed = "; ".join(field.describe() for field in change.fields)
-        name = change.key.removeprefix("ca:")
+        name = _ITEM_NAMES.get(change.key, change.key.removeprefix("ca:").replace("authPolicy:", "authentication "
+                                                                                             "policy "))
         if change.section == "conditionalAccess":
             policy = (current.get("conditionalAccess", {}).get(change.key) or {}).get("displayName")
             old = ((self.previous or {}).get("config", {}).get("conditionalAccess", {}).get(change.key) or {})
@@ -220,6 +263,8 @@ def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: 
     if previous is not None and last is not None and snapshot.collected_at <= last:
         return Comparison(state=previous, results=[], events=[], stale=True)
 
+    if not snapshot.unreachable:
+        snapshot, remembered = with_recent_signins(snapshot, previous)
     cycle = _Cycle(previous, baseline, snapshot)
     tracked_start = _time(((previous or {}).get("enforcement") or {}).get("startedAt"))
     results = evaluate(snapshot, EvaluationContext(block_effective_at=tracked_start))
@@ -250,6 +295,7 @@ def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: 
         "config": merge((previous or {}).get("config"), current),
         "enforcement": tracked,
         "partialErrors": {source: e.to_json() for source, e in snapshot.errors.items()},
+        "recentLegacySignIns": remembered,
     }
     return Comparison(state=state, results=results, events=cycle.events, notes=cycle.notes, baseline=new_baseline)
 

@@ -150,13 +150,14 @@ def _item_changes(section: str, key: str, old: Any, new: Any) -> list[FieldChang
         added = sorted(set(new or []) - set(old or []))
         removed = sorted(set(old or []) - set(set(new or [])))
         changes = []
+        label = "mailboxes with SMTP AUTH switched on for themselves"
         if added:
-            changes.append(FieldChange("SmtpClientAuthenticationDisabled=False", len(old or []), len(new or []),
-                                       REENABLED, f"SMTP AUTH turned on for {', '.join(added[:20])}"
+            changes.append(FieldChange(label, len(old or []), len(new or []), REENABLED,
+                                       f"turned on for {', '.join(added[:20])}"
                                        + (f" and {len(added) - 20} more" if len(added) > 20 else "")))
         if removed:
-            changes.append(FieldChange("SmtpClientAuthenticationDisabled=False", len(old or []), len(new or []),
-                                       STRENGTHENED, f"override removed for {', '.join(removed[:20])}"))
+            changes.append(FieldChange(label, len(old or []), len(new or []), STRENGTHENED,
+                                       f"override removed for {', '.join(removed[:20])}"))
         return changes
     if key.startswith("authPolicy:"):
         gained, lost = _allowed(new) - _allowed(old), _allowed(old) - _allowed(new)

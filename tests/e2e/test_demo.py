@@ -48,6 +48,10 @@ def test_demo_runs_a_cycle_and_shows_every_story():
     assert "UNREACHABLE" in out and "AADSTS700016" in out  # consent revoked, the others carry on
     assert "cccccccc-0000-0000-0000-000000000003" in out  # the unapproved exclusion is named
     assert "read back" in out
+    # The story: each scripted change raises its alert once, as simulated hours pass.
+    assert "drift.weakened" in out and "admin@contoso.example" in out
+    assert "basic_auth.reenabled" in out and "enforcement.gap" in out and "tenant.recovered" in out
+    assert "enforcement.confirmed" in out and "window closes" in out
 
 
 def test_demo_fleet_fails_and_passes_every_control():

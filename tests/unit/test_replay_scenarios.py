@@ -198,3 +198,23 @@ def test_events_follow_the_contract_shape():
         record = event.to_json()
         assert list(record) == ["at", "tenantId", "type", "control", "severity", "summary", "details"]
         json.dumps(record)
+
+
+def test_incremental_signins_do_not_fake_a_recovery():
+    """Sign-ins are fetched since the last success; those already seen stay in the evidence window (48 h)."""
+    report_only = [block_policy(POLICY_ID, state="enabledForReportingButNotEnforced",
+                                modifiedDateTime="2025-01-01T00:00:00Z")]
+    series = [snap(0, policies=report_only, signins=[success(-1)]),  # legacy auth in use
+              snap(1, policies=report_only),                          # incremental: nothing new
+              snap(50, policies=report_only)]                         # 51 h after the last success
+    events = replay(series)
+    failed = [e for e in events if e.control == "entra_legacy_signins_blocked"]
+    assert [(e.type, e.at) for e in failed] == [("control.failed", at(0)), ("control.recovered", at(50))]
+
+
+def test_no_confirmation_after_a_gap_even_when_the_evidence_ages_out():
+    block = [block_policy(POLICY_ID, createdDateTime=iso(at(0.9)), modifiedDateTime=iso(at(0.9)))]
+    events = replay([snap(0, policies=[]), snap(1, policies=block), snap(26, policies=block, signins=[success(25.5)]),
+                     snap(80, policies=block)])
+    assert [e.type for e in events if e.type.startswith("enforcement.")] == ["enforcement.window_started",
+                                                                             "enforcement.gap"]
