@@ -2,6 +2,8 @@
 
 import azure.functions as func
 
+from functions.alerts import bp as alerts
+from functions.dashboard import bp as dashboard
 from functions.http_api import bp as http_api
 from functions.queues import bp as queues
 from functions.timers import bp as timers
@@ -10,3 +12,5 @@ app = func.FunctionApp()
 app.register_functions(timers)
 app.register_functions(queues)
 app.register_functions(http_api)
+app.register_functions(alerts)
+app.register_functions(dashboard)

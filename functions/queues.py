@@ -71,16 +71,3 @@ async def evaluation_poison(msg: func.QueueMessage) -> None:
                             body=msg.get_body().decode("utf-8", "replace"))
     finally:
         await fleet.close()
-
-
-@bp.queue_trigger(arg_name="msg", queue_name="alerts", connection=CONNECTION)
-async def deliver_alert(msg: func.QueueMessage) -> None:
-    from shared.delivery import deliver
-
-    document = _document(msg)
-    if not document.get("id"):
-        log.error("alert message without an event id; dropped", extra={"message_id": msg.id})
-        return
-    await deliver(document)
-    log.info("alert delivered", extra={"tenant_id": document.get("tenantId"), "event_id": document["id"],
-                                       "type": document.get("type"), "dequeue_count": msg.dequeue_count})

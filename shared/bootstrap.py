@@ -16,8 +16,8 @@ from shared.storage.tenant_store import TenantStore
 
 def build_monitor(settings: Settings) -> Monitor:
     return Monitor(
-        store=TenantStore.from_connection_string(settings.storage_connection_string),
-        alerts=JsonQueue.from_connection_string(settings.storage_connection_string, ALERTS_QUEUE),
+        store=TenantStore.from_connection_string(settings.storage),
+        alerts=JsonQueue.from_connection_string(settings.storage, ALERTS_QUEUE),
         endpoints=settings.endpoints,
         history_days=settings.history_days,
     )
@@ -30,9 +30,9 @@ def build_fleet(env: Mapping[str, str] | None = None) -> Fleet:
     configure_observability()
     settings = Settings.from_env(env)
     return Fleet(
-        registry=TenantRegistry.from_connection_string(settings.storage_connection_string),
+        registry=TenantRegistry.from_connection_string(settings.storage),
         monitor=build_monitor(settings),
-        evaluations=JsonQueue.from_connection_string(settings.storage_connection_string, EVALUATIONS_QUEUE),
+        evaluations=JsonQueue.from_connection_string(settings.storage, EVALUATIONS_QUEUE),
         default_minutes=settings.interval_minutes,
         env=env,
     )

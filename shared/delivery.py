@@ -1,15 +1,12 @@
-"""Alert delivery. Until channels are configured (Teams, Slack, webhook, e-mail), an alert is written to the log as
-one structured line, so nothing queued is ever silently discarded."""
+"""Alert delivery moved to shared.alerts (channels, routing, at-least-once delivery, digests). This module keeps the
+old entry point importable: `deliver(alert)` delivers one queued event as the `alerts` queue worker does."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-log = logging.getLogger("authwatch.alerts")
+from shared.alerts import DeliveryReport, deliver_message
 
 
-async def deliver(alert: dict[str, Any]) -> None:
-    log.warning("alert", extra={"event_id": alert.get("id"), "tenant_id": alert.get("tenantId"),
-                                "type": alert.get("type"), "control": alert.get("control"),
-                                "severity": alert.get("severity"), "summary": alert.get("summary")})
+async def deliver(alert: dict[str, Any]) -> DeliveryReport:
+    return await deliver_message(alert)

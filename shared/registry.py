@@ -39,6 +39,7 @@ from azure.data.tables.aio import TableServiceClient
 from shared.collect.connection import TenantAccess
 from shared.collect.credentials import CredentialError, CredentialSpec
 from shared.model import EXCLUSION_KINDS, format_time
+from shared.storage.account import StorageAccount, account
 
 log = logging.getLogger("authwatch.registry")
 
@@ -373,8 +374,8 @@ class TenantRegistry:
         self._clock = clock
 
     @classmethod
-    def from_connection_string(cls, connection_string: str, **kwargs: Any) -> TenantRegistry:
-        return cls(TableServiceClient.from_connection_string(connection_string), **kwargs)
+    def from_connection_string(cls, connection_string: str | StorageAccount, **kwargs: Any) -> TenantRegistry:
+        return cls(account(connection_string).table_service(), **kwargs)
 
     async def create(self) -> None:
         try:

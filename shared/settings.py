@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from shared.collect import MicrosoftEndpoints
+from shared.storage.account import StorageAccount
 
 
 class SettingsError(ValueError):
@@ -15,18 +16,30 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    storage_connection_string: str
+    storage_connection_string: str  # "" on Azure, where storage is reached with the managed identity
     endpoints: MicrosoftEndpoints
     history_days: int = 90
     interval_minutes: int = 15  # how often a tenant is due, unless its registry entry overrides it
+    storage_table_url: str = ""
+    storage_queue_url: str = ""
+
+    @property
+    def storage(self) -> StorageAccount:
+        """The storage account: a connection string when there is one (Azurite, keys), else identity-based."""
+        return StorageAccount(connection_string=self.storage_connection_string or None,
+                              table_url=self.storage_table_url or None, queue_url=self.storage_queue_url or None)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         # Functions always has AzureWebJobsStorage; a separate account for authwatch's data is optional.
-        storage = env.get("AUTHWATCH_STORAGE_CONNECTION_STRING") or env.get("AzureWebJobsStorage")
-        if not storage:
-            raise SettingsError("AUTHWATCH_STORAGE_CONNECTION_STRING (or AzureWebJobsStorage) is not set")
+        storage = env.get("AUTHWATCH_STORAGE_CONNECTION_STRING") or env.get("AzureWebJobsStorage") or ""
+        table_url = env.get("AUTHWATCH_STORAGE_TABLE_URL", "")
+        queue_url = env.get("AUTHWATCH_STORAGE_QUEUE_URL", "")
+        if not storage and not (table_url and queue_url):
+            raise SettingsError("set AUTHWATCH_STORAGE_CONNECTION_STRING (or AzureWebJobsStorage), or both "
+                                "AUTHWATCH_STORAGE_TABLE_URL and AUTHWATCH_STORAGE_QUEUE_URL for identity-based "
+                                "storage")
         raw_days = env.get("AUTHWATCH_HISTORY_DAYS", "90")
         if not raw_days.isdigit() or int(raw_days) < 1:
             raise SettingsError(f"AUTHWATCH_HISTORY_DAYS must be a whole number of days ≥ 1, got {raw_days!r}")
@@ -34,7 +47,7 @@ class Settings:
         if not raw_interval.isdigit() or not 5 <= int(raw_interval) <= 1440:
             raise SettingsError(f"AUTHWATCH_INTERVAL_MINUTES must be between 5 and 1440, got {raw_interval!r}")
         return cls(storage_connection_string=storage, endpoints=endpoints_from_env(env), history_days=int(raw_days),
-                   interval_minutes=int(raw_interval))
+                   interval_minutes=int(raw_interval), storage_table_url=table_url, storage_queue_url=queue_url)
 
 
 def endpoints_from_env(env: Mapping[str, str] | None = None) -> MicrosoftEndpoints:

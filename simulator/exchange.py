@@ -8,7 +8,6 @@ Entra role, and PowerShell-style error details.
 from __future__ import annotations
 
 import asyncio
-import copy
 import hashlib
 import json
 import re
@@ -134,6 +133,14 @@ async def invoke_command(state: SimState, issuer: TokenIssuer, base_url: str,
             return key, tid, _unauthorized("The token does not carry the Exchange.ManageAsApp role.")
         exchange_role = tenant["exchangeRole"]
 
+    throttled, retry_after = state.throttle("exchange", tid, claims.get("appid"))
+    if throttled:
+        resp = exo_error(429, "TooManyRequests", "The request was throttled. Please retry later.",
+                         "The request was throttled. Please retry later.")
+        if retry_after is not None:
+            resp.headers["Retry-After"] = str(retry_after)
+        resp.throttled = True
+        return key, tid, resp
     fault = state.take_fault(tid, key)
     if fault is not None:
         if fault.delay:
@@ -195,7 +202,8 @@ def _run(state: SimState, base_url: str, tid: str, req: ExoRequest) -> SimRespon
     plow = {k.lower(): v for k, v in params.items()}
 
     with state.lock:
-        data = copy.deepcopy(state.tenant(tid)["exchange"][cmd.item])
+        # Served read-only (stored tenants are copy-on-write): filtering and paging build new lists.
+        data = state.tenant(tid)["exchange"][cmd.item]
         default_page = state.scenario["pageSize"]["exchange"]
     rows: list[dict[str, Any]] = data if isinstance(data, list) else [data]
     warnings: list[str] = []

@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from .odata import ODataError, decode_skiptoken, encode_skiptoken, matches, parse_filter, parse_select, select
+from .limits import GRAPH_CLASSES
 from .state import Fault, SimResponse, SimState
 
 ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
@@ -43,6 +44,7 @@ class GraphCall:
     body: Any = None
     params: dict[str, str] = field(default_factory=dict)
     client_request_id: str | None = None
+    app_id: str | None = None  # the token's appid: the "app" of per-app throttling limits
 
 
 Handler = Callable[[GraphContext, GraphCall], "SimResponse | Awaitable[SimResponse]"]
@@ -99,7 +101,8 @@ def _page(ctx: GraphContext, call: GraphCall, items: list[dict[str, Any]], cap: 
         rest["$skiptoken"] = encode_skiptoken(offset + size, scope)
         # Keep "$" and "," readable like Graph does; everything else percent-encoded.
         body["@odata.nextLink"] = f"{ctx.graph_url}{call.path}?{urlencode(rest, quote_via=quote, safe='$,')}"
-    body["value"] = [select(copy.deepcopy(r), fields) for r in chunk]
+    # Stored scenario objects are never mutated (copy-on-write in SimState), so serve them as they are.
+    body["value"] = [select(r, fields) for r in chunk]
     return ok(body)
 
 
@@ -108,8 +111,9 @@ def h_organization(ctx: GraphContext, call: GraphCall) -> SimResponse:
     _check_options(call, {"$select"})
     fields = parse_select(call.query.get("$select"))
     with ctx.state.lock:
-        org = copy.deepcopy(ctx.state.tenant(call.tenant_id)["graph"]["organization"])
-    org.setdefault("id", call.tenant_id)
+        org = ctx.state.tenant(call.tenant_id)["graph"]["organization"]
+    if "id" not in org:
+        org = {**org, "id": call.tenant_id}  # never mutate the stored object
     if "id" in call.params:
         if call.params["id"].lower() != str(org["id"]).lower():
             return not_found(call, call.params["id"])
@@ -122,7 +126,7 @@ def _entity(section: str, entity_set: str) -> Handler:
         _check_options(call, {"$select"})
         fields = parse_select(call.query.get("$select"))
         with ctx.state.lock:
-            obj = copy.deepcopy(ctx.state.tenant(call.tenant_id)["graph"][section])
+            obj = ctx.state.tenant(call.tenant_id)["graph"][section]
         # Fields at top level next to @odata.context: what msgraph-sdk deserialises.
         return ok({"@odata.context": _context(ctx, entity_set, fields, "/$entity"), **select(obj, fields)})
     return handler
@@ -138,7 +142,7 @@ def h_ca_policies(ctx: GraphContext, call: GraphCall) -> SimResponse:
             for p in policies:
                 if str(p.get("id", "")).lower() == call.params["id"].lower():
                     return ok({"@odata.context": _context(ctx, entity_set, fields, "/$entity"),
-                               **select(copy.deepcopy(p), fields)})
+                               **select(p, fields)})
             return not_found(call, call.params["id"])
         _check_options(call, {"$select", "$top", "$skiptoken"})
         return _page(ctx, call, policies, OTHER_PAGE_CAP, entity_set)
@@ -161,7 +165,7 @@ def _audit_log(item: str, date_field: str, string_fields: tuple[str, ...], entit
                 for _, rec in records:
                     if str(rec.get("id", "")) == call.params["id"]:
                         return ok({"@odata.context": _context(ctx, entity_set, fields, "/$entity"),
-                                   **select(copy.deepcopy(rec), fields)})
+                                   **select(rec, fields)})
                 return not_found(call, call.params["id"])
             _check_options(call, {"$select", "$top", "$skiptoken", "$filter"})
             if "$filter" in call.query:
@@ -231,9 +235,10 @@ async def h_batch(ctx: GraphContext, call: GraphCall) -> SimResponse:
                                call.client_request_id)
         else:
             sub = GraphCall(call.tenant_id, method, parts.path, query, item.get("body"),
-                            client_request_id=call.client_request_id)
+                            client_request_id=call.client_request_id, app_id=call.app_id)
             key, resp = await dispatch(ctx, sub)
-        ctx.state.record(key, call.tenant_id, method, "/v1.0" + parts.path, parts.query, resp.status)
+        ctx.state.record(key, call.tenant_id, method, "/v1.0" + parts.path, parts.query, resp.status,
+                         resp.throttled)
         status_by_id[rid] = resp.status
         entry: dict[str, Any] = {"id": rid, "status": resp.status,
                                  "headers": {k: v for k, v in resp.headers.items() if k != "OData-Version"}}
@@ -251,10 +256,12 @@ class Route:
     method: str
     handler: Handler
     permissions: tuple[str, ...]  # any one of them suffices; () = no check
+    limit_class: str | None  # throttling class (limits.DEFAULT_LIMITS); None = not limited itself
 
 
 def _r(path: str, key: str, handler: Handler, perms: tuple[str, ...], method: str = "GET") -> Route:
-    return Route(re.compile(f"^{path}/?$", re.IGNORECASE), key, method, handler, perms)
+    return Route(re.compile(f"^{path}/?$", re.IGNORECASE), key, method, handler, perms,
+                 GRAPH_CLASSES.get(key, "graph"))
 
 
 _ORG = ("Organization.Read.All", "Directory.Read.All")
@@ -305,6 +312,18 @@ def fault_response(fault: Fault, default: SimResponse) -> SimResponse:
     return SimResponse(fault.status or 500, body, headers)
 
 
+def throttled_response(retry_after: int | None, crid: str | None) -> SimResponse:
+    """Graph's 429 (the documented sample); ``retry_after`` None = no Retry-After (Conditional Access)."""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    inner = {"code": "429", "date": now, "message": "Please retry after", "request-id": str(uuid.uuid4()),
+             "client-request-id": crid or str(uuid.uuid4()), "status": "429"}
+    headers = {"Content-Type": "application/json"}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return SimResponse(429, {"error": {"code": "TooManyRequests", "innerError": inner,
+                                       "message": "Please retry again later."}}, headers, throttled=True)
+
+
 def default_graph_fault(status: int, crid: str | None) -> SimResponse:
     codes = {429: ("TooManyRequests", "Please retry again later."),
              503: ("serviceNotAvailable", "The service is temporarily unavailable. Please retry later."),
@@ -318,7 +337,7 @@ def default_graph_fault(status: int, crid: str | None) -> SimResponse:
 
 
 async def dispatch(ctx: GraphContext, call: GraphCall) -> tuple[str, SimResponse]:
-    """Route an authenticated call: fault injection, then permission, then the handler."""
+    """Route an authenticated call: throttling limits, fault injection, then permission, then the handler."""
     key, r, params, method_ok = route(call.method, call.path)
     if r is None:
         seg = call.path.strip("/").split("/")[0] or call.path
@@ -328,6 +347,9 @@ async def dispatch(ctx: GraphContext, call: GraphCall) -> tuple[str, SimResponse
         return key, graph_error(405, "Request_BadRequest",
                                 "Specified HTTP method is not allowed for the request target.", call.client_request_id)
     call.params = params
+    throttled, retry_after = ctx.state.throttle(r.limit_class, call.tenant_id, call.app_id)
+    if throttled:
+        return key, throttled_response(retry_after, call.client_request_id)
     fault = ctx.state.take_fault(call.tenant_id, key)
     if fault is not None:
         if fault.delay:

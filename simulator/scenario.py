@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .limits import DEFAULT_LATENCY_WITH_LIMITS_MS, normalize_limits
+
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 #: Endpoint keys used by request_counts, requests_log and fault injection. Exchange keys are
@@ -66,7 +68,7 @@ TENANT_KEYS = {
     "tenantId", "displayName", "app", "consent", "exchangeRole", "licensed", "permissions",
     "graph", "exchange", "faults",
 }
-TOP_KEYS = {"app", "tenants", "pageSize", "tokenLifetime"}
+TOP_KEYS = {"app", "tenants", "pageSize", "tokenLifetime", "limits", "latencyMs"}
 FAULT_KEYS = {"status", "times", "body", "retryAfter", "delay"}
 
 DEFAULT_PAGE_SIZE = {"graph": 100, "exchange": 1000}
@@ -408,6 +410,16 @@ def load_scenario(source: str | Path | dict[str, Any]) -> dict[str, Any]:
     if lifetime < 1:
         c.fail("tokenLifetime", "must be >= 1")
     sc["tokenLifetime"] = lifetime
+
+    sc["limits"] = normalize_limits(raw.get("limits"), c.fail)
+    latency = raw.get("latencyMs")
+    if latency is None:
+        # 50 ms only for scenarios that opt into realistic throttling; plain functional tests stay fast.
+        latency = DEFAULT_LATENCY_WITH_LIMITS_MS if sc["limits"] is not None else 0
+    c.typ("latencyMs", latency, (int, float), "a number of milliseconds")
+    if latency < 0:
+        c.fail("latencyMs", "must be >= 0")
+    sc["latencyMs"] = latency
 
     tenants = raw.get("tenants", [])
     c.typ("tenants", tenants, list, "a list of tenant objects")

@@ -48,9 +48,10 @@ class _App:
         self.issuer = issuer
         self.base_url = base_url
         self.graph = GraphContext(state, base_url)
+        self.debug = log.isEnabledFor(logging.DEBUG)
 
     def build(self) -> web.Application:
-        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[self.latency])
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self.token)
         app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self.openid)
         app.router.add_post("/adminapi/beta/{tenant}/InvokeCommand", self.exchange)
@@ -59,9 +60,20 @@ class _App:
         app.router.add_route("*", "/{tail:.*}", self.fallback)
         return app
 
-    def _record(self, key: str, tenant: str | None, request: web.Request, status: int) -> None:
-        self.state.record(key, tenant, request.method, request.path, request.query_string, status)
-        log.debug("%s %s -> %s (%s, tenant=%s)", request.method, request.path, status, key, tenant)
+    def _record(self, key: str, tenant: str | None, request: web.Request, status: int,
+                throttled: bool = False) -> None:
+        self.state.record(key, tenant, request.method, request.path, request.query_string, status, throttled)
+        if self.debug:  # checked once at start-up: no logging work on the hot path unless -v
+            log.debug("%s %s -> %s (%s, tenant=%s)", request.method, request.path, status, key, tenant)
+
+    @web.middleware
+    async def latency(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        """The scenario's ``latencyMs``, once per HTTP request (a $batch is one round trip), before the
+        request is served; asyncio.sleep, so concurrent requests overlap as they do against the cloud."""
+        delay = self.state.latency
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return await handler(request)
 
     async def token(self, request: web.Request) -> web.Response:
         form = {k: str(v) for k, v in (await request.post()).items()}
@@ -117,9 +129,10 @@ class _App:
                     resp = graph_error(400, "BadRequest", "Unable to read JSON request payload.", crid)
                     self._record(key, tid, request, 400)
                     return _to_web(resp, echo)
-        call = GraphCall(tid, request.method, path, dict(request.query), body, client_request_id=crid)
+        call = GraphCall(tid, request.method, path, dict(request.query), body, client_request_id=crid,
+                         app_id=claims.get("appid"))
         key, resp = await dispatch(self.graph, call)
-        self._record(key, tid, request, resp.status)
+        self._record(key, tid, request, resp.status, resp.throttled)
         return _to_web(resp, echo)
 
     async def exchange(self, request: web.Request) -> web.Response:
@@ -131,7 +144,7 @@ class _App:
         req = ExoRequest(request.match_info["tenant"], request.headers.get("Authorization"), body,
                          dict(request.query), request.headers.get("Prefer"))
         key, tid, resp = await invoke_command(self.state, self.issuer, self.base_url, req)
-        self._record(key, tid, request, resp.status)
+        self._record(key, tid, request, resp.status, resp.throttled)
         return _to_web(resp)
 
     async def fallback(self, request: web.Request) -> web.Response:
@@ -213,7 +226,7 @@ class Simulator:
             try:
                 runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.25)
                 loop.run_until_complete(runner.setup())
-                loop.run_until_complete(web.SockSite(runner, sock, ssl_context=ssl_ctx).start())
+                loop.run_until_complete(web.SockSite(runner, sock, ssl_context=ssl_ctx, backlog=1024).start())
                 self._runner = runner
             except BaseException as exc:  # report to start() instead of dying silently in the thread
                 errors.append(exc)
@@ -269,9 +282,14 @@ class Simulator:
             return collections.Counter(self._state.counts)
 
     @property
-    def requests_log(self) -> list[dict[str, Any]]:
+    def throttled_counts(self) -> collections.Counter[str]:
+        """429s produced by the scenario's ``limits`` (not by injected faults), by endpoint key (snapshot)."""
         with self._state.lock:
-            return [dict(entry) for entry in self._state.log]
+            return collections.Counter(self._state.throttled_counts)
+
+    @property
+    def requests_log(self) -> list[dict[str, Any]]:
+        return self._state.log_entries()
 
     @property
     def sent_mail(self) -> list[dict[str, Any]]:
@@ -294,5 +312,10 @@ class Simulator:
         self._state.set_scenario(scenario)
 
     def reset_stats(self) -> None:
-        """Clear request_counts, requests_log and sent_mail (e.g. between phases of a test)."""
+        """Clear request_counts, throttled_counts, requests_log and sent_mail (e.g. between phases of a test).
+        The throttling windows are service state, not statistics: see reset_limits()."""
         self._state.reset_stats()
+
+    def reset_limits(self) -> None:
+        """Forget every throttling window (as if no request had been made for a long time)."""
+        self._state.reset_limits()

@@ -3,6 +3,9 @@
 The HTTP handlers run on the simulator's own event loop thread while tests call
 ``update_tenant``/``set_scenario`` from the main thread, so every read or write of the scenario
 happens under one ``threading.RLock``. Critical sections are short (dict look-ups, slicing a page).
+
+Stored tenants are copy-on-write: ``update_tenant`` replaces a tenant object, it never mutates one that
+handlers may have handed out, so handlers serve the stored objects (read-only) without deep copies.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
+from .limits import Limiter
 from .scenario import load_scenario, normalize_tenant, parse_datetime
 
 
@@ -26,6 +30,7 @@ class SimResponse:
     status: int
     body: Any = None  # JSON-serialisable object; None = empty body
     headers: dict[str, str] = field(default_factory=dict)
+    throttled: bool = False  # a 429 produced by the scenario's limits (not by an injected fault)
 
 
 @dataclass
@@ -41,11 +46,17 @@ class SimState:
     def __init__(self, scenario: dict[str, Any]) -> None:
         self.lock = threading.RLock()
         self.counts: collections.Counter[str] = collections.Counter()
-        # Bounded so a long demo or benchmark run cannot grow memory without limit.
-        self.log: collections.deque[dict[str, Any]] = collections.deque(maxlen=LOG_LIMIT)
+        self.throttled_counts: collections.Counter[str] = collections.Counter()
+        # Bounded so a long demo or benchmark run cannot grow memory without limit; compact tuples
+        # (endpoint, tenant, method, path, query, status, throttled), turned into dicts on demand.
+        self.log: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=LOG_LIMIT)
         self.sent_mail: list[dict[str, Any]] = []
         self._tenants: dict[str, dict[str, Any]] = {}
+        self._position: dict[str, int] = {}  # tenant id -> index in scenario["tenants"]
+        self._domains: dict[str, list[str]] = {}  # tenant id -> its verified domains (lower-case)
         self._by_domain: dict[str, str] = {}
+        self.limiter: Limiter | None = None
+        self.latency = 0.0  # seconds added to every request (asyncio.sleep)
         # Sorted (timestamp, record) views of the audit logs, rebuilt when a tenant changes, so a
         # tenant with many sign-ins is not re-parsed and re-sorted on every page request.
         self._sorted: dict[tuple[str, str], list[tuple[datetime, dict[str, Any]]]] = {}
@@ -58,17 +69,27 @@ class SimState:
         with self.lock:
             self.scenario = sc
             self._tenants = {}
+            self._position = {}
+            self._domains = {}
             self._by_domain = {}
             self._sorted = {}
-            for t in sc["tenants"]:
+            for i, t in enumerate(sc["tenants"]):
+                self._position[t["tenantId"]] = i
                 self._index(t)
+            self.limiter = Limiter(sc["limits"]) if sc["limits"] is not None else None
+            self.latency = sc["latencyMs"] / 1000.0
 
     def _index(self, t: dict[str, Any]) -> None:
         tid = t["tenantId"]
         self._tenants[tid] = t
-        for dom in t["graph"]["organization"].get("verifiedDomains") or []:
-            if isinstance(dom, dict) and isinstance(dom.get("name"), str):
-                self._by_domain[dom["name"].lower()] = tid
+        for dom in self._domains.pop(tid, ()):
+            if self._by_domain.get(dom) == tid:
+                del self._by_domain[dom]
+        domains = [dom["name"].lower() for dom in t["graph"]["organization"].get("verifiedDomains") or []
+                   if isinstance(dom, dict) and isinstance(dom.get("name"), str)]
+        self._domains[tid] = domains
+        for dom in domains:
+            self._by_domain[dom] = tid
         for item, field_name in (("signIns", "createdDateTime"), ("directoryAudits", "activityDateTime")):
             recs = [(parse_datetime(r[field_name]), r) for r in t["graph"][item]]
             recs.sort(key=lambda pair: pair[0], reverse=True)  # newest first, stable for ties
@@ -88,11 +109,7 @@ class SimState:
             if str(work.get("tenantId", "")).lower() != tid:
                 raise ValueError("update_tenant: tenantId cannot be changed")
             new = normalize_tenant(work, f"tenant {tid}")
-            tenants = self.scenario["tenants"]
-            for i, t in enumerate(tenants):
-                if t["tenantId"] == tid:
-                    tenants[i] = new
-            self._by_domain = {d: t for d, t in self._by_domain.items() if t != tid}
+            self.scenario["tenants"][self._position[tid]] = new
             self._index(new)
 
     def tenant(self, tenant_ref: str) -> dict[str, Any] | None:
@@ -127,16 +144,50 @@ class SimState:
             return Fault(status=spec.get("status"), body=copy.deepcopy(spec.get("body")), has_body="body" in spec,
                          retry_after=spec.get("retryAfter"), delay=float(spec.get("delay", 0)))
 
+    # -- limits ---------------------------------------------------------------------------------
+    def throttle(self, cls: str | None, tenant_id: str | None, app_id: str | None) -> tuple[bool, int | None]:
+        """``(True, retry_after or None)`` when the scenario's limits refuse this request; it is counted
+        against the limits otherwise. Always admitted when limits are off."""
+        if self.limiter is None or cls is None:
+            return False, None
+        with self.lock:
+            limiter = self.limiter  # set_scenario may have swapped it meanwhile
+            admitted, retry_after = limiter.check(cls, tenant_id, app_id) if limiter else (True, None)
+        return not admitted, retry_after
+
+    def reset_limits(self) -> None:
+        with self.lock:
+            if self.limiter is not None:
+                self.limiter.reset()
+
     # -- statistics -----------------------------------------------------------------------------
-    def record(self, key: str, tenant_id: str | None, method: str, path: str, query: str, status: int) -> None:
+    def record(self, key: str, tenant_id: str | None, method: str, path: str, query: str, status: int,
+               throttled: bool = False) -> None:
         # Only routing facts are kept: never headers, bodies, secrets or tokens.
         with self.lock:
             self.counts[key] += 1
-            self.log.append({"endpoint": key, "tenant": tenant_id, "method": method, "path": path,
-                             "query": query, "status": status})
+            if throttled:
+                self.throttled_counts[key] += 1
+            self.log.append((key, tenant_id, method, path, query, status, throttled))
+
+    def log_entries(self) -> list[dict[str, Any]]:
+        """``requests_log`` as dicts; ``throttled`` is present only when the scenario has ``limits``
+        (so scenarios without limits keep the original entry shape)."""
+        with self.lock:
+            with_flag = self.limiter is not None
+            rows = list(self.log)
+        out = []
+        for key, tenant, method, path, query, status, throttled in rows:
+            entry = {"endpoint": key, "tenant": tenant, "method": method, "path": path, "query": query,
+                     "status": status}
+            if with_flag:
+                entry["throttled"] = throttled
+            out.append(entry)
+        return out
 
     def reset_stats(self) -> None:
         with self.lock:
             self.counts.clear()
+            self.throttled_counts.clear()
             self.log.clear()
             self.sent_mail.clear()

@@ -50,6 +50,9 @@ class TokenError(Exception):
 class TokenIssuer:
     def __init__(self) -> None:
         self._key = secrets.token_bytes(32)
+        # token -> claims of tokens whose signature already verified (expiry and audience are still checked on
+        # every use), so the hot path does not redo HMAC + JSON for each of a client's requests.
+        self._verified: dict[str, dict[str, Any]] = {}
 
     def mint(self, tenant_id: str, app_id: str, aud: str, roles: list[str], lifetime: int) -> str:
         now = int(time.time())
@@ -76,7 +79,21 @@ class TokenIssuer:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise TokenError("Access token is empty.")
-        parts = token.strip().split(".")
+        token = token.strip()
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._check_signature(token)
+            if len(self._verified) >= 50_000:  # bounded: forget everything, tokens re-verify on their next use
+                self._verified.clear()
+            self._verified[token] = claims
+        if claims.get("exp", 0) <= time.time():
+            raise TokenError("Lifetime validation failed, the token is expired.")
+        if claims.get("aud") != aud:
+            raise TokenError("Access token validation failure. Invalid audience.")
+        return claims
+
+    def _check_signature(self, token: str) -> dict[str, Any]:
+        parts = token.split(".")
         if len(parts) != 3:
             raise TokenError("IDX14100: JWT is not well formed, there are no dots (.).")
         expected = hmac.new(self._key, f"{parts[0]}.{parts[1]}".encode("ascii"), hashlib.sha256).digest()
@@ -87,10 +104,6 @@ class TokenIssuer:
             raise TokenError("Access token validation failure. Invalid token.") from None
         if not sig_ok or not isinstance(claims, dict):
             raise TokenError("Access token validation failure. Invalid signature.")
-        if claims.get("exp", 0) <= time.time():
-            raise TokenError("Lifetime validation failed, the token is expired.")
-        if claims.get("aud") != aud:
-            raise TokenError("Access token validation failure. Invalid audience.")
         return claims
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from shared.cli.errors import UsageError
 from shared.settings import Settings, SettingsError
+from shared.storage.account import StorageAccount
 from shared.storage.tenant_store import TenantStore
 
 
@@ -26,7 +27,7 @@ def add_parser(commands: Any) -> None:
     accept.set_defaults(run=run)
 
 
-async def _accept(connection_string: str, tenant_id: str) -> dict:
+async def _accept(connection_string: "str | StorageAccount", tenant_id: str) -> dict:
     from shared.service import accept_baseline
 
     async with TenantStore.from_connection_string(connection_string) as store:
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as error:
         raise UsageError(str(error)) from None
     try:
-        baseline = asyncio.run(_accept(settings.storage_connection_string, tenant_id))
+        baseline = asyncio.run(_accept(settings.storage, tenant_id))
     except LookupError as error:
         raise UsageError(f"{error}; run a cycle first (authwatch run)") from None
     if args.format == "json":

@@ -165,6 +165,18 @@ def _attention(outcome: TenantOutcome, results: list[ControlResult]) -> list[tup
     return rows
 
 
+def _write_report(connection_string: str, sim: Any) -> str | None:
+    """The self-contained HTML report of the first cycle (out/ is gitignored); the demo goes on without it."""
+    from shared.cli.serve import write_demo_report
+
+    try:
+        return str(write_demo_report(connection_string, sim, os.path.join("out", "authwatch-report.html"),
+                                     now=DEMO_NOW))
+    except Exception as error:  # noqa: BLE001 - a report problem must not end the demo
+        print(f"  (the HTML report could not be written: {type(error).__name__}: {error})")
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     from simulator import Simulator
     from simulator.azurite import Azurite, AzuriteError
@@ -191,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         outcomes, stored = asyncio.run(_cycle(tenants, endpoints, connection_string))
         print(f"  done in {time.monotonic() - started:.1f} s")
         _print_results(outcomes, stored, stories)
+        report = _write_report(connection_string, sim)
         opened = sum(len(outcome.events) for outcome in outcomes)
         print(f"{opened} alerts opened at first sight (the failing controls above); from now on only changes alert.")
         countdowns = asyncio.run(_countdowns(tenants, connection_string, DEMO_NOW))
@@ -198,6 +211,9 @@ def run(args: argparse.Namespace) -> int:
             print("Enforcement windows open at first sight:\n" + "\n".join(countdowns))
         raised = _tell_story(sim, tenants, endpoints, connection_string)
         print(f"\n{raised} alerts fired while the story unfolded, each once, each on a real change.")
+        if report:
+            print(f"\nHTML report of the fleet at first sight: {report}")
+        print("Dashboard: authwatch serve --demo   (then open http://127.0.0.1:8710/dashboard)")
     return 0 if all(outcome.failure is None for outcome in outcomes) else 1
 
 

@@ -7,8 +7,9 @@ import json
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
+
+from shared.storage.account import StorageAccount, account
 
 ALERTS_QUEUE = "alerts"
 
@@ -20,10 +21,8 @@ class JsonQueue:
         self._client = client
 
     @classmethod
-    def from_connection_string(cls, connection_string: str, name: str) -> JsonQueue:
-        return cls(QueueClient.from_connection_string(
-            connection_string, name, message_encode_policy=TextBase64EncodePolicy(),
-            message_decode_policy=TextBase64DecodePolicy()))
+    def from_connection_string(cls, connection_string: str | StorageAccount, name: str) -> JsonQueue:
+        return cls(account(connection_string).queue(name))
 
     async def create(self) -> None:
         try:

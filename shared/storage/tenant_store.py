@@ -40,6 +40,7 @@ from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
 from shared.model import ControlResult, format_time
+from shared.storage.account import StorageAccount, account
 from shared.storage.entities import (
     MAX_DOCUMENT_CHARS,
     MAX_PROPERTY_CHARS,
@@ -224,8 +225,8 @@ class TenantStore:
         self._table = service.get_table_client(TABLE)
 
     @classmethod
-    def from_connection_string(cls, connection_string: str) -> TenantStore:
-        return cls(TableServiceClient.from_connection_string(connection_string))
+    def from_connection_string(cls, connection_string: str | StorageAccount) -> TenantStore:
+        return cls(account(connection_string).table_service())
 
     async def create(self) -> None:
         try:

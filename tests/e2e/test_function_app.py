@@ -61,6 +61,7 @@ def test_app_declares_the_triggers_schedules_queues_and_routes(app_functions):
         ("tenants/{tenantId}/evaluate", ("POST",)): "evaluate_now",
         ("tenants/{tenantId}/alerts/{alertId}/ack", ("POST",)): "acknowledge_alert",
         ("tenants/{tenantId}/alerts/{alertId}/snooze", ("POST",)): "snooze_alert",
+        ("dashboard", ("GET",)): "dashboard",
     }
 
 

@@ -1,0 +1,97 @@
+"""Slack incoming webhook with Block Kit.
+
+Config: {"type": "slack", "urlSetting": "<APP SETTING holding https://hooks.slack.com/services/…>"}. The URL is the
+credential, so it lives in an app setting (a Key Vault reference), never inline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from shared.alerts.channels.base import ChannelConfig, SendContext, WebhookChannel, json_body, register_channel
+from shared.alerts.content import AlertGroup, Digest, age, view
+
+MAX_EVENTS = 10  # Slack allows 50 blocks per message
+MAX_DIGEST_ALERTS = 40
+MAX_DIGEST_TENANTS = 20  # two blocks each, within Slack's 50
+SECTION_LIMIT = 3000  # characters of a section's text
+HEADER_LIMIT = 150
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn control characters."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, SECTION_LIMIT)}}
+
+
+def _header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": _clip(text, HEADER_LIMIT), "emoji": False}}
+
+
+def _button(text: str, url: str) -> dict[str, Any]:
+    return {"type": "actions", "elements": [
+        {"type": "button", "text": {"type": "plain_text", "text": _clip(text, 75)}, "url": url}]}
+
+
+@register_channel("slack")
+class SlackWebhook(WebhookChannel):
+    description = "Slack incoming webhook, Block Kit"
+    fields = ("urlSetting",)
+
+    def __init__(self, name: str, url: httpx.URL) -> None:
+        super().__init__(name, url)
+
+    @classmethod
+    def from_config(cls, config: ChannelConfig) -> SlackWebhook:
+        return cls(config.name, cls.url_from_setting(config))
+
+    def render_alert(self, group: AlertGroup) -> dict[str, Any]:
+        views = group.views()
+        blocks: list[dict[str, Any]] = [
+            _header(group.title()),
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(
+                f"*Tenant* {escape(group.tenant_name)} ({group.tenant_id}) · *Severity* {group.severity.upper()} · "
+                f"*Detected* {group.lead.get('at')} · *Alert id* {group.id}", SECTION_LIMIT)}]},
+        ]
+        for item in views[:MAX_EVENTS]:
+            heading = item.label
+            lines = [f"*{escape(heading)}* ({item.severity})", escape(item.summary)]
+            lines += [f"*{label}:* {escape(text)}" for label, text in item.facts()]
+            blocks += [{"type": "divider"}, _section("\n".join(lines))]
+        if len(views) > MAX_EVENTS:
+            blocks.append(_section(f"…and {len(views) - MAX_EVENTS} more in the dashboard."))
+        if group.dashboard:
+            blocks.append(_button("Open in authwatch", group.dashboard))
+        return {"text": _clip(group.title(), SECTION_LIMIT), "blocks": blocks}
+
+    def render_digest(self, digest: Digest) -> dict[str, Any]:
+        blocks: list[dict[str, Any]] = [_header(digest.title()), {"type": "context", "elements": [
+            {"type": "mrkdwn", "text": "Still open, not acknowledged, not snoozed."}]}]
+        shown = 0
+        for entry in digest.entries[:MAX_DIGEST_TENANTS]:
+            if shown >= MAX_DIGEST_ALERTS:
+                break
+            lines = [f"*{escape(entry.tenant_name)}*"]
+            for alert in entry.alerts[:MAX_DIGEST_ALERTS - shown]:
+                item = view(alert, digest.now)
+                lines.append(f"• *{item.severity.upper()}* {escape(item.label)}: {escape(item.summary)} "
+                             f"_({age(item.at, digest.now)})_")
+                shown += 1
+            if entry.dashboard:
+                lines.append(f"<{entry.dashboard}|Open {escape(entry.tenant_name)} in authwatch>")
+            blocks += [{"type": "divider"}, _section("\n".join(lines))]
+        if digest.total > shown:
+            blocks.append(_section(f"…and {digest.total - shown} more in the dashboard."))
+        return {"text": _clip(digest.title(), SECTION_LIMIT), "blocks": blocks}
+
+    async def send_once(self, payload: dict[str, Any], *, message_id: str, context: SendContext) -> None:
+        await self.post(json_body(payload), {}, context)

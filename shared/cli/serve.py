@@ -1,0 +1,550 @@
+"""`authwatch serve [--port N] [--demo]`: the dashboard and the read API on 127.0.0.1, without Azure Functions.
+
+The pages are the ones the function app serves (shared/web); the JSON routes call the same service functions as
+functions/http_api.py (shared/api.py), so local and deployed answers are the same, not a second implementation.
+
+Storage comes from AUTHWATCH_STORAGE_CONNECTION_STRING (or AzureWebJobsStorage). `--demo` starts Azurite and the
+simulator instead, registers the demo fleet (simulator/demo_fleet.py) and evaluates it through the queue worker's
+service function (shared.fleet.evaluate_registered) in two cycles on the demo's simulated clock:
+
+1. at DEMO_NOW (shared/cli/demo.py), with Fabrikam as it was before its story: the legacy-auth block enforced;
+2. one hour later, after admin@fabrikam.example switched that block to report-only (with the Conditional Access
+   audit entry that names them) and the scanner sent mail with a password twice; Tailspin Toys' IMAP client kept
+   signing in inside its 24-hour enforcement window.
+
+So the dashboard shows a drift as before → after with who and when, alerts, and an open window's countdown. The
+demo clock keeps running from the second cycle (DEMO_NOW + 1 h + the time since start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Callable, Iterator, Mapping
+
+from shared.cli.errors import UsageError
+
+log = logging.getLogger("authwatch.serve")
+
+DEFAULT_PORT = 8710
+HOST = "127.0.0.1"
+DEMO_SECRET_SETTING = "AUTHWATCH_DEMO_SECRET"
+MAX_BODY_BYTES = 64 * 1024
+
+# The second demo cycle (see the module docstring).
+FABRIKAM = "8c1d0f4e-1a2b-4c3d-8e9f-000000000002"
+TAILSPIN = "8c1d0f4e-1a2b-4c3d-8e9f-000000000004"
+DRIFT_BY = "admin@fabrikam.example"
+SECOND_CYCLE_AFTER = timedelta(hours=1)
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "serve", help="serve the dashboard and the read API on 127.0.0.1",
+        description="Serve the dashboard (fleet and tenant views) and the JSON API locally, from the storage account "
+                    "in AUTHWATCH_STORAGE_CONNECTION_STRING, or from the demo fleet with --demo.")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, metavar="N",
+                        help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--demo", action="store_true",
+                        help="start Azurite and the simulator and evaluate the demo fleet first (no Azure needed)")
+    parser.add_argument("--open", action="store_true", help="open the dashboard in a web browser")
+    parser.set_defaults(run=run)
+
+
+# --- the demo data ------------------------------------------------------------------------------------------------
+
+def _as_before_the_story(tenant: dict[str, Any]) -> None:
+    """Fabrikam before its story: the block enforced (as created), no legacy sign-in seen yet."""
+    from simulator.demo_fleet import BLOCK_POLICY
+
+    policy = tenant["graph"]["conditionalAccessPolicies"][0]
+    policy.update(state="enabled", modifiedDateTime=BLOCK_POLICY["modifiedDateTime"])
+    tenant["graph"]["signIns"] = []
+
+
+def _switch_to_report_only(at: datetime) -> Callable[[dict[str, Any]], None]:
+    from simulator.demo_fleet import _signin
+
+    changed = at - timedelta(minutes=40)
+
+    def mutate(tenant: dict[str, Any]) -> None:
+        policy = tenant["graph"]["conditionalAccessPolicies"][0]
+        policy.update(state="enabledForReportingButNotEnforced", modifiedDateTime=_iso(changed))
+        tenant["graph"].setdefault("directoryAudits", []).append({
+            "id": f"audit-{policy['id']}-{_iso(changed)}", "category": "Policy", "result": "success",
+            "activityDisplayName": "Update conditional access policy", "activityDateTime": _iso(changed),
+            "loggedByService": "Conditional Access", "operationType": "Update",
+            "initiatedBy": {"user": {"id": "adad0000-0000-4000-8000-000000000001", "displayName": "Fabrikam Admin",
+                                     "userPrincipalName": DRIFT_BY}, "app": None},
+            "targetResources": [{"id": policy["id"], "displayName": policy["displayName"],
+                                 "type": "Policy"}]})
+        tenant["graph"]["signIns"] = [
+            _signin(_iso(changed + timedelta(minutes=10)), "scanner@fabrikam.example", "Authenticated SMTP"),
+            _signin(_iso(changed + timedelta(minutes=25)), "scanner@fabrikam.example", "Authenticated SMTP")]
+    return mutate
+
+
+def _imap_keeps_trying(at: datetime) -> Callable[[dict[str, Any]], None]:
+    from simulator.demo_fleet import _signin
+
+    def mutate(tenant: dict[str, Any]) -> None:
+        tenant["graph"]["signIns"] = tenant["graph"]["signIns"] + [
+            _signin(_iso(at - timedelta(minutes=45)), "sales@tailspin.example", "IMAP4"),
+            _signin(_iso(at - timedelta(minutes=20)), "sales@tailspin.example", "IMAP4"),
+            _signin(_iso(at - timedelta(minutes=5)), "warehouse@tailspin.example", "Exchange ActiveSync")]
+    return mutate
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def demo_scenario() -> dict[str, Any]:
+    """The demo fleet as the first cycle sees it (Fabrikam before its story)."""
+    from simulator.demo_fleet import demo_fleet
+
+    scenario = demo_fleet()
+    for tenant in scenario["tenants"]:
+        if tenant["tenantId"] == FABRIKAM:
+            _as_before_the_story(tenant)
+    return scenario
+
+
+def demo_env(connection_string: str, sim: Any, scenario: dict[str, Any],
+             base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """App settings that point authwatch at the given storage and at the simulator."""
+    env = {key: value for key, value in (os.environ if base is None else base).items()
+           if key != "AzureWebJobsStorage"}
+    env.update({"AUTHWATCH_STORAGE_CONNECTION_STRING": connection_string, "AUTHWATCH_AUTHORITY_HOST": sim.url,
+                "AUTHWATCH_GRAPH_URL": sim.graph_url, "AUTHWATCH_EXCHANGE_URL": sim.url,
+                "AUTHWATCH_CA_BUNDLE": sim.ca_path, DEMO_SECRET_SETTING: scenario["app"]["clientSecret"]})
+    return env
+
+
+async def register_fleet(fleet: Any, scenario: dict[str, Any], *, now: datetime) -> None:
+    """Put the scenario's tenants in the registry (what onboarding does), so the API and reports list them."""
+    from shared.registry import TenantConfig
+
+    for tenant in scenario["tenants"]:
+        config = TenantConfig.from_json({
+            "tenantId": tenant["tenantId"], "displayName": tenant["displayName"],
+            "credential": {"mode": "secret", "clientId": scenario["app"]["clientId"],
+                           "secretSetting": DEMO_SECRET_SETTING},
+            "approvedExclusions": (tenant.get("settings") or {}).get("approvedExclusions") or {},
+            "tags": ["demo"]})
+        await fleet.registry.upsert(config, now=now)
+
+
+async def evaluate_fleet(fleet: Any, tenant_ids: list[str], *, now: datetime) -> None:
+    """One cycle over the given tenants, through the queue worker's service function."""
+    from shared.fleet import EvaluationFailed, evaluate_registered
+
+    async def one(tenant_id: str) -> None:
+        try:
+            await evaluate_registered(fleet, tenant_id, now=now)
+        except EvaluationFailed as error:
+            log.warning("demo evaluation failed", extra={"tenant_id": tenant_id, "error": str(error)})
+
+    await asyncio.gather(*(one(tenant_id) for tenant_id in tenant_ids))
+
+
+@dataclass
+class DemoData:
+    """A running demo: Azurite (unless storage was given), the simulator, the fleet evaluated twice."""
+
+    connection_string: str
+    env: dict[str, str]
+    simulator: Any
+    scenario: dict[str, Any]
+    evaluated_at: datetime  # the second cycle's simulated time
+    started: float = field(default_factory=time.monotonic)
+
+    def clock(self) -> datetime:
+        """The demo's simulated clock: it runs on from the last cycle in real time."""
+        return self.evaluated_at + timedelta(seconds=time.monotonic() - self.started)
+
+
+def seed_demo(connection_string: str, sim: Any, *, base_env: Mapping[str, str] | None = None,
+              say: Callable[[str], None] = lambda message: None) -> DemoData:
+    """Register the demo fleet in `connection_string` and run its two cycles against the running simulator `sim`
+    (started with demo_scenario()). Safe to call on an account that already holds the demo: it re-registers and
+    evaluates again (later cycles are compared, never duplicated)."""
+    from shared.bootstrap import build_fleet
+    from shared.cli.demo import DEMO_NOW
+
+    scenario = sim.scenario if hasattr(sim, "scenario") else demo_scenario()
+    env = demo_env(connection_string, sim, scenario, base_env)
+    first, second = DEMO_NOW, DEMO_NOW + SECOND_CYCLE_AFTER
+    ids = [tenant["tenantId"] for tenant in scenario["tenants"]]
+
+    async def go() -> None:
+        fleet = build_fleet(env)
+        try:
+            await fleet.create()
+            await register_fleet(fleet, scenario, now=first)
+            say(f"Cycle 1 at {_iso(first)} (simulated): evaluating {len(ids)} tenants…")
+            await evaluate_fleet(fleet, ids, now=first)
+            sim.update_tenant(FABRIKAM, _switch_to_report_only(second))
+            sim.update_tenant(TAILSPIN, _imap_keeps_trying(second))
+            say(f"Cycle 2 at {_iso(second)}: {DRIFT_BY} switched Fabrikam's legacy-auth block to report-only; "
+                "Tailspin Toys' IMAP client keeps signing in inside its enforcement window…")
+            await evaluate_fleet(fleet, ids, now=second)
+        finally:
+            await fleet.close()
+
+    _run(go())
+    return DemoData(connection_string, env, sim, scenario, second)
+
+
+def _run(coroutine: Awaitable[Any]) -> Any:
+    """asyncio.run, from a worker thread when this thread already runs an event loop (Playwright's sync API, a
+    notebook): the demo can be seeded from anywhere."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)  # type: ignore[arg-type]
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = asyncio.run(coroutine)  # type: ignore[arg-type]
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=work, name="authwatch-demo-seed")
+    worker.start()
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+
+def write_demo_report(connection_string: str, sim: Any, path: str, *, now: datetime, fmt: str = "html") -> str:
+    """For `authwatch demo`: register the simulator's tenants (the demo evaluates them without the registry) and
+    write the fleet report to `path` (folders created). Returns the absolute path."""
+    from shared.bootstrap import build_fleet
+    from shared.reports import write_report
+
+    env = demo_env(connection_string, sim, sim.scenario)
+
+    async def go() -> None:
+        fleet = build_fleet(env)
+        try:
+            await fleet.create()
+            await register_fleet(fleet, sim.scenario, now=now)
+            await write_report(fleet, path, fmt=fmt, now=now)
+        finally:
+            await fleet.close()
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    _run(go())
+    return os.path.abspath(path)
+
+
+@contextmanager
+def running_demo(say: Callable[[str], None] = print, *, storage_from_env: bool = True) -> Iterator[DemoData]:
+    """Azurite (or AUTHWATCH_STORAGE_CONNECTION_STRING unless storage_from_env is False) + the simulator + the seeded
+    demo fleet; everything started here is stopped afterwards."""
+    from simulator import Simulator
+    from simulator.azurite import Azurite, AzuriteError
+
+    with ExitStack() as stack:
+        connection_string = os.environ.get("AUTHWATCH_STORAGE_CONNECTION_STRING") if storage_from_env else None
+        if connection_string:
+            say("• Using the storage account from AUTHWATCH_STORAGE_CONNECTION_STRING")
+        else:
+            say("• Starting Azurite (local Table + Queue storage)…")
+            try:
+                connection_string = stack.enter_context(Azurite()).connection_string
+            except AzuriteError as error:
+                raise UsageError(f"{error} (Azurite comes from npm: run `make install`, or set "
+                                 "AUTHWATCH_STORAGE_CONNECTION_STRING to a storage account)") from None
+        sim = stack.enter_context(Simulator(demo_scenario()))
+        say(f"• Simulated Microsoft cloud at {sim.url}")
+        yield seed_demo(connection_string, sim, say=lambda message: say(f"• {message}"))
+
+
+# --- the local server ---------------------------------------------------------------------------------------------
+
+class DashboardServer:
+    """The dashboard page and the read API on 127.0.0.1 (aiohttp). Each JSON route decodes its request and calls one
+    function of shared/api.py, mapping errors as the function app does (BadRequest → 400, LookupError → 404).
+
+    `clock` is the API's notion of now (the demo's simulated clock with --demo). Run it in the foreground with
+    `serve_forever()`, or in a background thread with start()/stop() (tests)."""
+
+    def __init__(self, env: Mapping[str, str], *, port: int = DEFAULT_PORT,
+                 clock: Callable[[], datetime] | None = None, source: str = "") -> None:
+        self.env = dict(env)
+        self.port = port
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.source = source
+        self.fleet: Any = None
+        self._runner: Any = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._failure: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    # -- lifecycle
+    async def start_async(self) -> str:
+        from aiohttp import web
+
+        from shared.bootstrap import build_fleet
+        from shared.settings import SettingsError
+
+        try:
+            self.fleet = build_fleet(self.env)
+        except SettingsError as error:
+            raise UsageError(f"{error}: set it to your storage account's connection string (the one the function app "
+                             "uses), or try `authwatch serve --demo`") from None
+        try:
+            await asyncio.wait_for(self.fleet.create(), timeout=30)
+        except Exception as error:  # noqa: BLE001 - any failure here means the same thing to the user
+            await self.fleet.close()
+            raise UsageError(f"cannot reach the storage account ({type(error).__name__}: {_first_line(error)}); "
+                             "check AUTHWATCH_STORAGE_CONNECTION_STRING, or try `authwatch serve --demo`") from None
+        application = web.Application(client_max_size=MAX_BODY_BYTES)
+        self._routes(application)
+        self._runner = web.AppRunner(application, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, HOST, self.port)
+        try:
+            await site.start()
+        except OSError as error:
+            await self.stop_async()
+            raise UsageError(f"cannot listen on {HOST}:{self.port} ({error.strerror or error}); pick another port "
+                             "with --port N (0 picks a free one)") from None
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # the real port for --port 0
+        return self.url
+
+    async def stop_async(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.fleet is not None:
+            await self.fleet.close()
+            self.fleet = None
+
+    async def serve_forever(self, ready: Callable[[str], None] = lambda url: None) -> None:
+        ready(await self.start_async())
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop_async()
+
+    def start(self, timeout: float = 60) -> DashboardServer:
+        """Serve from a background thread (its own event loop); returns once the server answers."""
+        ready = threading.Event()
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self.start_async())
+            except BaseException as error:  # noqa: BLE001 - handed to the caller of start()
+                self._failure = error
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop_async())
+            loop.close()
+
+        self._thread = threading.Thread(target=main, name="authwatch-serve", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise RuntimeError("authwatch serve did not start in time")
+        if self._failure is not None:
+            raise self._failure
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+
+    def __enter__(self) -> DashboardServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- routes
+    def _routes(self, application: Any) -> None:
+        from aiohttp import web
+
+        from shared import api
+
+        async def page(request: web.Request) -> web.Response:
+            from shared.web import render_page
+
+            body, headers = render_page("/api/", source=self.source)
+            return web.Response(text=body, headers={k: v for k, v in headers.items() if k != "Content-Type"},
+                                content_type="text/html", charset="utf-8")
+
+        async def home(request: web.Request) -> web.Response:
+            raise web.HTTPFound("/dashboard")
+
+        def tenant(request: web.Request) -> str:
+            return api.tenant_id_from(request.match_info.get("tenantId"))
+
+        async def list_tenants(request: web.Request, now: datetime) -> tuple[int, Any]:
+            return 200, {"tenants": await api.list_tenants(self.fleet)}
+
+        async def get_tenant(request: web.Request, now: datetime) -> tuple[int, Any]:
+            return 200, await api.tenant_detail(self.fleet, tenant(request), now=now,
+                                                history_limit=_limit(request.query, "history", 50))
+
+        async def tenant_results(request: web.Request, now: datetime) -> tuple[int, Any]:
+            return 200, await api.tenant_results(self.fleet, tenant(request))
+
+        async def tenant_history(request: web.Request, now: datetime) -> tuple[int, Any]:
+            return 200, {"events": await api.tenant_history(self.fleet, tenant(request),
+                                                            limit=_limit(request.query, "limit", 50))}
+
+        async def accept_baseline(request: web.Request, now: datetime) -> tuple[int, Any]:
+            return 200, await api.accept_tenant_baseline(self.fleet, tenant(request))
+
+        async def acknowledge_alert(request: web.Request, now: datetime) -> tuple[int, Any]:
+            return 200, await api.acknowledge_alert(self.fleet, tenant(request), request.match_info["alertId"],
+                                                    await _body(request), now=now)
+
+        async def snooze_alert(request: web.Request, now: datetime) -> tuple[int, Any]:
+            return 200, await api.snooze_alert(self.fleet, tenant(request), request.match_info["alertId"],
+                                               await _body(request), now=now)
+
+        async def unknown(request: web.Request, now: datetime) -> tuple[int, Any]:
+            return 404, {"error": f"no route {request.method} {request.path} in `authwatch serve` (it answers the "
+                                  "dashboard's read routes, baseline accept and alert ack/snooze; onboarding and "
+                                  "evaluate-now need the function app)"}
+
+        def json_route(handler: Callable[[web.Request, datetime], Awaitable[tuple[int, Any]]]) -> Callable:
+            async def respond(request: web.Request) -> web.Response:
+                started = time.monotonic()
+                status = 500
+                try:
+                    status, body = await handler(request, self.clock())
+                except api.BadRequest as error:
+                    status, body = 400, {"error": str(error)}
+                except LookupError as error:
+                    status, body = 404, {"error": str(error).strip("'\"")}
+                except Exception as error:  # noqa: BLE001 - answered as JSON, logged with its traceback
+                    log.exception("request failed", extra={"path": request.path})
+                    body = {"error": f"internal error: {type(error).__name__}: {_first_line(error)} (the terminal "
+                                     "running `authwatch serve` has the details)"}
+                log.info("request", extra={"path": request.path, "status": status,
+                                           "duration_ms": round((time.monotonic() - started) * 1000)})
+                return web.json_response(body, status=status)
+            return respond
+
+        base = "/api/tenants/{tenantId}"
+        application.router.add_get("/", home)
+        application.router.add_get("/dashboard", page)
+        application.router.add_get("/api/dashboard", page)
+        application.router.add_get("/api/tenants", json_route(list_tenants))
+        application.router.add_get(base, json_route(get_tenant))
+        application.router.add_get(base + "/results", json_route(tenant_results))
+        application.router.add_get(base + "/history", json_route(tenant_history))
+        application.router.add_post(base + "/baseline/accept", json_route(accept_baseline))
+        application.router.add_post(base + "/alerts/{alertId}/ack", json_route(acknowledge_alert))
+        application.router.add_post(base + "/alerts/{alertId}/snooze", json_route(snooze_alert))
+        application.router.add_route("*", "/api/{tail:.*}", json_route(unknown))
+
+
+def _limit(query: Mapping[str, str], name: str, default: int) -> int:
+    """The same bounds as the function app's query parameters: a whole number from 1 to 500."""
+    from shared.api import BadRequest
+
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        raise BadRequest(f"{name} must be a whole number from 1 to 500, got {raw!r}")
+    return int(raw)
+
+
+async def _body(request: Any) -> Any:
+    from shared.api import BadRequest
+
+    raw = await request.read()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest(f"the request body is not valid JSON ({error})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else ""
+
+
+# --- the command --------------------------------------------------------------------------------------------------
+
+def quiet_logs(verbose: bool) -> None:
+    """build_fleet() turns authwatch's INFO logs on (right for Functions); a terminal wants them only with -v."""
+    from shared.logs import configure_observability
+
+    configure_observability()
+    if not verbose:
+        logging.getLogger("authwatch").setLevel(logging.WARNING)
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    quiet_logs(getattr(args, "verbose", False))
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a service manager's stop cleans up like Ctrl-C
+    with ExitStack() as stack:
+        if args.demo:
+            demo = stack.enter_context(running_demo())
+            server = DashboardServer(demo.env, port=args.port, clock=demo.clock,
+                                     source=f"demo fleet · simulated clock from {_iso(demo.evaluated_at)}")
+        else:
+            server = DashboardServer(os.environ, port=args.port, source="storage: AUTHWATCH_STORAGE_CONNECTION_STRING")
+
+        def ready(url: str) -> None:
+            print(f"• Dashboard: {url}/dashboard", flush=True)
+            print(f"  JSON API:  {url}/api/tenants  ·  reports: authwatch report --format html|csv|json", flush=True)
+            if args.demo:
+                print(f"  Reports of this data: AUTHWATCH_STORAGE_CONNECTION_STRING='{demo.connection_string}' "
+                      f"authwatch report --at {_iso(demo.evaluated_at)}", flush=True)
+            print("  Press Ctrl-C to stop.", flush=True)
+            if args.open:
+                import webbrowser
+
+                webbrowser.open(f"{url}/dashboard")
+
+        try:
+            asyncio.run(server.serve_forever(ready))
+        except KeyboardInterrupt:
+            print("\n• Stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from shared.cli import main
+
+    sys.exit(main(["serve", *sys.argv[1:]]))
