@@ -128,6 +128,12 @@ async def tenant_history(req, fleet, now):
     return 200, {"events": await api.tenant_history(fleet, _tenant(req), limit=_limit(req, "limit", 50))}
 
 
+@route("tenants/{tenantId}/deliveries/failed", ["GET"])
+async def tenant_failed_deliveries(req, fleet, now):
+    return 200, {"failedDeliveries": await api.tenant_failed_deliveries(fleet, _tenant(req),
+                                                                        limit=_limit(req, "limit", 50))}
+
+
 @route("tenants/{tenantId}/baseline/accept", ["POST"])
 async def accept_baseline(req, fleet, now):
     return 200, await api.accept_tenant_baseline(fleet, _tenant(req))

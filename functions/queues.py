@@ -1,4 +1,4 @@
-"""Queue blueprints: `evaluations` (one tenant per message), its poison queue, and `alerts` (delivery).
+"""Queue blueprints: `evaluations` (one tenant per message) and its poison queue. Alert delivery: functions/alerts.py.
 
 Thin: decode the message, call one service function, log. A failure raises, so the Functions host retries the
 message (host.json maxDequeueCount) and finally moves it to the poison queue, where it is recorded against the

@@ -120,10 +120,20 @@ async def tenant_history(fleet: Fleet, tenant_id: str, *, limit: int) -> list[di
     return await fleet.monitor.store.history(tenant_id, limit=limit)
 
 
+def _check_routing(routing: Any, tenant_id: str, env: Any) -> None:
+    from shared.alerts import AlertConfigError, validate_tenant_routing
+
+    try:
+        validate_tenant_routing(routing, tenant_id, env)
+    except AlertConfigError as error:
+        raise BadRequest(str(error)) from None
+
+
 async def onboard_tenant(fleet: Fleet, body: Any) -> dict[str, Any]:
     body = _object(body)
     try:
         config = TenantConfig.from_json(body, config_only=True)  # fields authwatch writes itself are refused
+        _check_routing(config.routing, config.tenant_id, fleet.env)
         return (await fleet.registry.add(config)).to_json()  # atomic: onboarding twice fails, never overwrites
     except TenantExists:
         raise BadRequest(f"tenant {body.get('tenantId')} is already registered; PATCH it to change it") from None
@@ -133,10 +143,22 @@ async def onboard_tenant(fleet: Fleet, body: Any) -> dict[str, Any]:
 
 async def update_tenant(fleet: Fleet, tenant_id: str, body: Any) -> dict[str, Any]:
     await _config(fleet, tenant_id)
+    body = _object(body)
+    if body.get("routing") is not None:
+        _check_routing(body["routing"], tenant_id, fleet.env)
     try:
-        return (await fleet.registry.update(tenant_id, _object(body))).to_json()
+        return (await fleet.registry.update(tenant_id, body)).to_json()
     except RegistryError as error:
         raise BadRequest(str(error)) from None
+
+
+async def tenant_failed_deliveries(fleet: Fleet, tenant_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
+    """Alerts that could not be delivered after every retry (visible so nobody assumes they arrived)."""
+    from shared.alerts import failed_deliveries
+    from shared.settings import Settings
+
+    await _config(fleet, tenant_id)
+    return await failed_deliveries(Settings.from_env(fleet.env).storage, tenant_id, limit=limit)
 
 
 async def disable_tenant(fleet: Fleet, tenant_id: str) -> dict[str, Any]:

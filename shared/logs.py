@@ -28,6 +28,8 @@ def configure_cli_logging(verbose: bool = False) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(StructuredFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+    # Explicit, so building Functions adapters inside a CLI command (reports, serve) does not turn INFO on.
+    logging.getLogger("authwatch").setLevel(logging.INFO if verbose else logging.WARNING)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.ERROR)
 
@@ -44,7 +46,8 @@ def configure_observability() -> None:
     _observability_configured = True
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
-    logging.getLogger("authwatch").setLevel(logging.INFO)
+    if logging.getLogger("authwatch").level == logging.NOTSET:  # the CLI has chosen already
+        logging.getLogger("authwatch").setLevel(logging.INFO)
     if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
         from azure.monitor.opentelemetry import configure_azure_monitor  # heavy: only when it is wanted
 

@@ -360,8 +360,9 @@ class AlertService:
         claim = standing(await self.tables.get(DIGEST_PARTITION, key), holder=holder, now=now)
         properties = {"Channel": channel.name, "ChannelType": channel.type, "Kind": "digest", "EventId": digest.id,
                       "GroupSize": digest.total}
-        if claim.state != "free" or not await self.tables.claim(DIGEST_PARTITION, [(key, claim, properties)],
-                                                                holder=holder, now=now):
+        # "mine" here only means a crashed run's claim whose lease has lapsed: this run takes it over.
+        if claim.state not in ("free", "mine") or not await self.tables.claim(
+                DIGEST_PARTITION, [(key, claim, properties)], holder=holder, now=now):
             return "skipped"
         extra = {"channel": channel.name, "channel_type": channel.type, "digest_id": digest.id,
                  "alerts": digest.total, "tenants": len(digest.entries)}

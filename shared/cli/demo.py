@@ -53,13 +53,16 @@ def fleet_access(scenario: dict[str, Any]) -> list[TenantAccess]:
 
 
 async def _cycle(tenants: list[TenantAccess], endpoints: MicrosoftEndpoints, connection_string: str,
-                 now: datetime = DEMO_NOW) -> tuple[list[TenantOutcome], dict[str, list[StoredResult]]]:
+                 now: datetime = DEMO_NOW, alerts: list[dict[str, Any]] | None = None
+                 ) -> tuple[list[TenantOutcome], dict[str, list[StoredResult]]]:
     monitor = Monitor(store=TenantStore.from_connection_string(connection_string),
                       alerts=JsonQueue.from_connection_string(connection_string, ALERTS_QUEUE), endpoints=endpoints)
     try:
         outcomes = await run_cycle(tenants, monitor, now=now)
         stored = {access.tenant_id: (await monitor.store.load(access.tenant_id)).results for access in tenants}
-        await monitor.alerts.receive_all(limit=10_000)  # the demo shows alerts itself; keep the queue empty
+        queued = await monitor.alerts.receive_all(limit=10_000)  # the demo shows them itself, as delivered
+        if alerts is not None:
+            alerts.extend(queued)
     finally:
         await monitor.close()
     return outcomes, stored
@@ -82,14 +85,19 @@ async def _countdowns(tenants: list[TenantAccess], connection_string: str, now: 
     return lines
 
 
-def _print_alerts(at: datetime, outcomes: list[TenantOutcome]) -> int:
-    rows = [(format_time(at)[11:16], outcome.display_name, event.type, event.summary)
-            for outcome in outcomes for event in outcome.events]
-    if rows:
-        table(("TIME", "TENANT", "ALERT", "WHAT HAPPENED"), rows)
-    else:
+def _print_alerts(at: datetime, outcomes: list[TenantOutcome], queued: list[dict[str, Any]]) -> int:
+    """The alerts of one cycle as a person receives them: one grouped message per tenant, with what changed, who
+    changed it, what it exposes, the time left in an open window and the fix (the same text channels send)."""
+    from shared.alerts.content import AlertGroup, group_by_cycle, render_text
+
+    names = {outcome.tenant_id: outcome.display_name for outcome in outcomes}
+    groups = group_by_cycle(queued)
+    for group in groups:
+        tenant = str(group[0]["tenantId"])
+        print(render_text(AlertGroup(tenant, names.get(tenant, tenant), tuple(group), None, at)), end="\n\n")
+    if not groups:
         print("  (no alert: nothing changed)")
-    return len(rows)
+    return len(queued)
 
 
 def _tell_story(sim: Any, tenants: list[TenantAccess], endpoints: MicrosoftEndpoints,
@@ -107,8 +115,9 @@ def _tell_story(sim: Any, tenants: list[TenantAccess], endpoints: MicrosoftEndpo
         if change is not None:
             sim.update_tenant(tenant_id, change)
         print(f"\n[{format_time(at)}] {names[tenant_id]}: {story}")
-        outcomes, _ = asyncio.run(_cycle(tenants, endpoints, connection_string, now=at))
-        raised += _print_alerts(at, outcomes)
+        queued: list[dict[str, Any]] = []
+        outcomes, _ = asyncio.run(_cycle(tenants, endpoints, connection_string, now=at, alerts=queued))
+        raised += _print_alerts(at, outcomes, queued)
         countdowns = asyncio.run(_countdowns(tenants, connection_string, at))
         if countdowns:
             print("  Enforcement windows still open:")

@@ -62,6 +62,7 @@ def test_app_declares_the_triggers_schedules_queues_and_routes(app_functions):
         ("tenants/{tenantId}/alerts/{alertId}/ack", ("POST",)): "acknowledge_alert",
         ("tenants/{tenantId}/alerts/{alertId}/snooze", ("POST",)): "snooze_alert",
         ("dashboard", ("GET",)): "dashboard",
+        ("tenants/{tenantId}/deliveries/failed", ("GET",)): "tenant_failed_deliveries",
     }
 
 
@@ -178,6 +179,8 @@ def test_timer_to_workers_to_tables_to_alerts(app_functions, fleet_env, storage_
     assert status == 200 and accepted["accepted"] is True
     status, history = http(fns["tenant_history"], "GET", "x", route={"tenantId": SMTP_ON}, params={"limit": "5"})
     assert status == 200 and history["events"] and len(history["events"]) <= 5
+    status, failed = http(fns["tenant_failed_deliveries"], "GET", "x", route={"tenantId": SMTP_ON})
+    assert status == 200 and failed["failedDeliveries"] == []  # no channel configured: nothing failed
 
 
 def test_poison_message_is_recorded_against_the_tenant(app_functions, fleet_env):

@@ -137,7 +137,8 @@ def test_batch_items_are_throttled_individually(sim: Simulator, http: httpx.Clie
     assert 1 <= int(by_id["s5"]["headers"]["Retry-After"]) <= 10
     assert sim.throttled_counts == {"graph.conditionalAccessPolicies": 1, "graph.signIns": 1}
     counts = sim.request_counts
-    assert counts["graph.batch"] == 1 and counts["graph.signIns"] == 6 and counts["graph.conditionalAccessPolicies"] == 2
+    assert counts["graph.batch"] == 1 and counts["graph.signIns"] == 6
+    assert counts["graph.conditionalAccessPolicies"] == 2
     batch_entry = next(e for e in sim.requests_log if e["endpoint"] == "graph.batch")
     assert batch_entry["status"] == 200 and batch_entry["throttled"] is False
 
