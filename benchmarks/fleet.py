@@ -141,7 +141,8 @@ def summarise(label: str, tenants: int, wall: float, counts: dict[str, Any], tab
     per_tenant["throttling_units"] = round(units / tenants, 2)
     return {"cycle": label, "tenants": tenants, "wall_s": round(wall, 3), "lower_bound_s": bound,
             "ratio": round(wall / bound, 3) if bound else None,
-            "throttled_responses": sum(counts["throttled"].values()), "requests_per_tenant": per_tenant,
+            "throttled_responses": sum(counts["throttled"].values()), "throttled_by_endpoint": counts["throttled"],
+            "requests_per_tenant": per_tenant,
             "table_transactions_per_tenant": round(tables / tenants, 2),
             "fan_out_table_transactions_per_tenant": round(fan_out_tables / tenants, 2)}
 

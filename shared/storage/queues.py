@@ -34,13 +34,18 @@ class JsonQueue:
         await self._client.send_message(json.dumps(document, separators=(",", ":")))
 
     async def receive_all(self, *, visibility_timeout: int = 30, limit: int = 1000) -> list[dict[str, Any]]:
-        """Read and delete what is queued (tests, the CLI demo). Workers in Functions use the queue trigger."""
+        """Read and delete what is queued, up to `limit` (tests, the CLI demo, the benchmark). Workers in
+        Functions use the queue trigger instead."""
         documents: list[dict[str, Any]] = []
-        async for message in self._client.receive_messages(max_messages=32, visibility_timeout=visibility_timeout):
-            documents.append(json.loads(message.content))
-            await self._client.delete_message(message)
-            if len(documents) >= limit:
+        while len(documents) < limit:
+            batch = [message async for message in self._client.receive_messages(
+                messages_per_page=32, max_messages=min(32, limit - len(documents)),
+                visibility_timeout=visibility_timeout)]
+            if not batch:
                 break
+            for message in batch:
+                documents.append(json.loads(message.content))
+                await self._client.delete_message(message)
         return documents
 
     async def close(self) -> None:
