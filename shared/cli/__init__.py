@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Sequence
 
-from shared.cli import baseline, collect, demo, evaluate, permissions, replay, report, serve, tenants
+from shared.cli import alerts, baseline, collect, demo, evaluate, permissions, replay, report, run, serve, tenants
 from shared.cli.errors import UsageError
 from shared.logs import configure_cli_logging
 
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens, SDK warnings included")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, collect, evaluate, replay, baseline, serve, report, permissions, tenants):
+    for module in (demo, run, collect, evaluate, replay, baseline, alerts, serve, report, permissions, tenants):
         module.add_parser(commands)
     return parser
 
