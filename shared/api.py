@@ -103,6 +103,7 @@ async def tenant_detail(fleet: Fleet, tenant_id: str, *, now: datetime, history_
         "enforcementWindow": _countdown(record.state, now),
         "history": history[:history_limit],
         "hasBaseline": record.baseline is not None,
+        "failedDeliveries": await tenant_failed_deliveries(fleet, tenant_id, limit=20),
     }
 
 

@@ -383,6 +383,20 @@
     }
     ordered.forEach(function (c) { append(app, controlCard(c)); });
     append(app, historySection(t.history || []));
+    if ((t.failedDeliveries || []).length) { append(app, failedDeliveriesSection(t.failedDeliveries)); }
+  }
+
+  // Alerts that could not be delivered after every retry: shown so nobody assumes they arrived.
+  function failedDeliveriesSection(failed) {
+    var section = el("section", { id: "failed-deliveries" },
+      el("h2", { text: "Failed deliveries (" + failed.length + ")" }));
+    var list = el("ul", { "class": "events" });
+    failed.forEach(function (f) {
+      append(list, el("li", { text: (f.at || "") + " · " + (f.type || "alert") + " → " + (f.channel || "?") +
+        " failed after " + (f.tries || f.attempts || "?") + " tries: " + (f.error || "unknown error") }));
+    });
+    append(section, list);
+    return section;
   }
 
   // The enforcement window: countdown and a timeline of legacy sign-ins against it.
