@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from shared import permissions as manifest
+from shared.collect.snapshot import fetch_token, graph_client
 from shared.collect import exchange, graph
 from shared.collect.connection import EXCHANGE_SCOPE, GRAPH_SCOPE, MicrosoftEndpoints, http_client
 from shared.collect.credentials import CredentialError, CredentialSpec, build_credential, exchange_audience
-from shared.collect.errors import token_error
 from shared.model import LICENCE_ERROR_CODE, SourceError
 
 # The Exchange read that proves Exchange.ManageAsApp + the role: every Get-* cmdlet needs the same two.
@@ -179,26 +179,6 @@ def assertion_from_file(path: str) -> Callable[[], str]:
     return read
 
 
-def _graph_client(credential: Any, endpoints: MicrosoftEndpoints, http: Any) -> Any:
-    import httpx
-    from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
-    from msgraph import GraphServiceClient
-    from msgraph.graph_request_adapter import GraphRequestAdapter
-
-    auth = AzureIdentityAuthenticationProvider(credential, scopes=[GRAPH_SCOPE],
-                                               allowed_hosts=[httpx.URL(endpoints.graph).host], is_cae_enabled=False)
-    adapter = GraphRequestAdapter(auth, client=http)
-    adapter.base_url = endpoints.graph
-    return GraphServiceClient(request_adapter=adapter)
-
-
-async def _token(credential: Any, scope: str) -> tuple[str | None, SourceError | None]:
-    try:
-        return (await credential.get_token(scope)).token, None
-    except Exception as error:  # noqa: BLE001 - a refused sign-in is a finding, not a crash
-        return None, token_error(error)
-
-
 async def _probe(tenant_id: str, spec: CredentialSpec, endpoints: MicrosoftEndpoints, env: Mapping[str, str],
                  now: datetime, assertion_provider: Callable[[], str] | None) -> list[Probe]:
     try:
@@ -208,15 +188,15 @@ async def _probe(tenant_id: str, spec: CredentialSpec, endpoints: MicrosoftEndpo
     http = http_client(endpoints)
     probes: list[Probe] = []
     try:
-        token, failure = await _token(credential, GRAPH_SCOPE)
+        token, failure = await fetch_token(credential, GRAPH_SCOPE)
         probes.append(Probe("token.graph", failure))
         if failure or token is None:
             return probes  # every other request would fail the same way
-        client = _graph_client(credential, endpoints, http)
+        client = graph_client(credential, endpoints, http)
         answers = await asyncio.gather(*(graph.read_source(client, source, now - PROBE_WINDOW)
                                          for source in graph.GRAPH_SOURCES))
         probes += [Probe(f"graph.{source.name}", error) for source, (_, error) in zip(graph.GRAPH_SOURCES, answers)]
-        token, failure = await _token(credential, EXCHANGE_SCOPE)
+        token, failure = await fetch_token(credential, EXCHANGE_SCOPE)
         probes.append(Probe("token.exchange", failure))
         if token is not None:
             source = next(item for item in exchange.EXCHANGE_SOURCES if item.name == EXCHANGE_PROBE)

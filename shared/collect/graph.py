@@ -64,7 +64,7 @@ MAX_PAGES = 500
 def _error_map() -> dict[str, Any]:
     from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
-    return {"XXX": ODataError}
+    return {"4XX": ODataError, "5XX": ODataError}  # Graph's error body, whatever the status
 
 
 def _source_error(error: Exception) -> SourceError:

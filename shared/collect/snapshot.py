@@ -19,7 +19,7 @@ from shared.model import SourceError, TenantSnapshot, parse_time_or_none
 DEFAULT_LOOKBACK = timedelta(hours=48)
 
 
-def _graph_client(credential: Any, endpoints: MicrosoftEndpoints, http: httpx.AsyncClient) -> Any:
+def graph_client(credential: Any, endpoints: MicrosoftEndpoints, http: httpx.AsyncClient) -> Any:
     from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
     from msgraph import GraphServiceClient
     from msgraph.graph_request_adapter import GraphRequestAdapter
@@ -34,7 +34,7 @@ def _graph_client(credential: Any, endpoints: MicrosoftEndpoints, http: httpx.As
     return GraphServiceClient(request_adapter=adapter)
 
 
-async def _token(credential: Any, scope: str) -> tuple[str | None, SourceError | None]:
+async def fetch_token(credential: Any, scope: str) -> tuple[str | None, SourceError | None]:
     try:
         return (await credential.get_token(scope)).token, None
     except Exception as error:  # noqa: BLE001 - a tenant that refuses us is a result, not a crash
@@ -77,11 +77,11 @@ async def _collect_graph(credential: Any, access: TenantAccess, endpoints: Micro
                          hints: CollectionHints | None, graph_data: dict[str, Any],
                          errors: dict[str, SourceError]) -> None:
     # Ask for the token once up front: if the tenant refuses us, every Graph source fails the same way.
-    token, failure = await _token(credential, GRAPH_SCOPE)
+    token, failure = await fetch_token(credential, GRAPH_SCOPE)
     if failure or token is None:
         errors.update({f"graph.{source.name}": failure for source in graph.GRAPH_SOURCES if failure})
         return
-    client = _graph_client(credential, endpoints, http)
+    client = graph_client(credential, endpoints, http)
     tenant = access.tenant_id
     ca_slot = (lambda: budget.conditional_access(tenant)) if budget else None
     reports_slot = (lambda: budget.reports(tenant)) if budget else None
@@ -104,7 +104,7 @@ async def _collect_graph(credential: Any, access: TenantAccess, endpoints: Micro
 async def _collect_exchange(credential: Any, access: TenantAccess, endpoints: MicrosoftEndpoints,
                             http: httpx.AsyncClient, exchange_data: dict[str, Any],
                             errors: dict[str, SourceError]) -> None:
-    token, failure = await _token(credential, EXCHANGE_SCOPE)
+    token, failure = await fetch_token(credential, EXCHANGE_SCOPE)
     if failure or token is None:
         errors.update({f"exchange.{source.name}": failure for source in exchange.EXCHANGE_SOURCES if failure})
         return
