@@ -192,6 +192,11 @@ class WebhookChannel(Channel):
         self._url = url
 
     @classmethod
+    def from_config(cls, config: ChannelConfig) -> WebhookChannel:
+        """A webhook whose whole configuration is the app setting holding its URL (Teams, Slack)."""
+        return cls(config.name, cls.url_from_setting(config))
+
+    @classmethod
     def url_from_setting(cls, config: ChannelConfig) -> httpx.URL:
         if config.has("url"):
             config.raw("url")

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from shared.alerts.channels.base import ChannelConfig, SendContext, WebhookChannel, json_body, register_channel
+from shared.alerts.channels.base import SendContext, WebhookChannel, json_body, register_channel
 from shared.alerts.content import AlertGroup, Digest, age, view
 
 MAX_EVENTS = 10  # Slack allows 50 blocks per message
@@ -46,13 +44,6 @@ def _button(text: str, url: str) -> dict[str, Any]:
 class SlackWebhook(WebhookChannel):
     description = "Slack incoming webhook, Block Kit"
     fields = ("urlSetting",)
-
-    def __init__(self, name: str, url: httpx.URL) -> None:
-        super().__init__(name, url)
-
-    @classmethod
-    def from_config(cls, config: ChannelConfig) -> SlackWebhook:
-        return cls(config.name, cls.url_from_setting(config))
 
     def render_alert(self, group: AlertGroup) -> dict[str, Any]:
         views = group.views()

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from shared.alerts.channels.base import ChannelConfig, SendContext, WebhookChannel, json_body, register_channel
+from shared.alerts.channels.base import SendContext, WebhookChannel, json_body, register_channel
 from shared.alerts.content import AlertGroup, Digest, EventView, age, view
 
 MAX_EVENTS = 10  # a card holds ~28 KB; the dashboard has the rest
@@ -51,13 +49,6 @@ def card_message(body: list[dict[str, Any]], link: str | None) -> dict[str, Any]
 class TeamsWorkflow(WebhookChannel):
     description = "Microsoft Teams Workflows webhook, Adaptive Card"
     fields = ("urlSetting",)
-
-    def __init__(self, name: str, url: httpx.URL) -> None:
-        super().__init__(name, url)
-
-    @classmethod
-    def from_config(cls, config: ChannelConfig) -> TeamsWorkflow:
-        return cls(config.name, cls.url_from_setting(config))
 
     def render_alert(self, group: AlertGroup) -> dict[str, Any]:
         """The card, with as many events (most important first) and as much text as fit in MAX_CARD_BYTES."""
