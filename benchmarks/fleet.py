@@ -29,6 +29,7 @@ from typing import Any
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
 SECRET_SETTING = "AUTHWATCH_BENCH_SECRET"
 APP = {"clientId": "b3ac0000-0000-4000-8000-000000000001", "clientSecret": "bench-secret"}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPORTS_PER_10S = 122  # per app across all tenants (platform-facts.md)
 
 
@@ -62,7 +63,7 @@ def _simulator_process(scenario: dict[str, Any], conn: Any) -> None:
     while True:
         command = conn.recv()
         if command == "counts":
-            conn.send({"requests": dict(sim.request_counts),
+            conn.send({"requests": dict(sim.request_counts), "cpu_s": time.process_time(),
                        "throttled": dict(getattr(sim, "throttled_counts", Counter()))})
             sim.reset_stats()
         elif command == "stop":
@@ -91,10 +92,17 @@ class TableCounter:
         AioHttpTransport.send = send  # measurement only: the benchmark's own process
 
 
+def host_concurrency() -> int:
+    """How many queue messages one Functions instance works on at once: batchSize + newBatchThreshold (host.json)."""
+    with open(os.path.join(ROOT, "host.json"), encoding="utf-8") as handle:
+        queues = json.load(handle)["extensions"]["queues"]
+    return int(queues.get("batchSize", 16)) + int(queues.get("newBatchThreshold", 8))
+
+
 def cold_import_s() -> float:
     code = "import time; t = time.perf_counter(); import function_app; print(time.perf_counter() - t)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                          cwd=ROOT)
     return round(float(done.stdout.strip().splitlines()[-1]), 3)
 
 
@@ -110,7 +118,7 @@ async def run_cycle(fleet: Any, now: datetime, concurrency: int, counter: TableC
     Returns the wall time of the whole cycle and the Table transactions of the fan-out and of the workers."""
     from shared.fleet import EvaluationFailed, evaluate_registered, fan_out
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     counter.count = 0
     await fan_out(fleet, now=now)
     fan_out_tables = counter.count
@@ -134,6 +142,7 @@ async def run_cycle(fleet: Any, now: datetime, concurrency: int, counter: TableC
     await asyncio.gather(*(one(message) for message in messages))
     if failures:
         print(f"  {failures} evaluation attempts failed and were retried", file=sys.stderr)
+    print(f"  monitor CPU {time.process_time() - cpu:.1f} s", file=sys.stderr)
     return time.perf_counter() - started, fan_out_tables, counter.count
 
 
@@ -189,7 +198,7 @@ async def bench(tenants: int, latency_ms: int, concurrency: int) -> dict[str, An
         for tenant in ids:
             await fleet.registry.add(TenantConfig(tenant_id=tenant, display_name=tenant, credential=spec))
         parent.send("counts")
-        parent.recv()  # setup traffic is not part of the cycle
+        sim_cpu = parent.recv()["cpu_s"]  # setup traffic is not part of the cycle
         counter = TableCounter(int(azurite.table_endpoint.rsplit(":", 1)[1].split("/")[0]))
         counter.install()
         cycles = []
@@ -199,7 +208,10 @@ async def bench(tenants: int, latency_ms: int, concurrency: int) -> dict[str, An
             wall, fan_out_tables, tables = await run_cycle(fleet, NOW + timedelta(minutes=15 * number),
                                                            concurrency, counter)
             parent.send("counts")
-            cycles.append(summarise(label, tenants, wall, parent.recv(), tables, fan_out_tables, latency_ms / 1000))
+            counts = parent.recv()
+            print(f"  simulator CPU {counts['cpu_s'] - sim_cpu:.1f} s", file=sys.stderr)
+            sim_cpu = counts["cpu_s"]
+            cycles.append(summarise(label, tenants, wall, counts, tables, fan_out_tables, latency_ms / 1000))
         await fleet.close()
     parent.send("stop")
     parent.recv()
@@ -212,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=100)
     parser.add_argument("--latency-ms", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=200, help="tenants evaluated at once in this process")
+    parser.add_argument("--concurrency", type=int, default=host_concurrency(),
+                        help="tenants evaluated at once in this process (default: what host.json lets one Functions "
+                             "instance run at once)")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
     result = asyncio.run(bench(args.tenants, args.latency_ms, args.concurrency))

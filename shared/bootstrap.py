@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
+from shared.collect.connection import ConnectionPools
 from shared.fleet import EVALUATIONS_QUEUE, Fleet
 from shared.logs import configure_observability
 from shared.registry import TenantRegistry
@@ -20,12 +21,14 @@ def build_monitor(settings: Settings) -> Monitor:
         alerts=JsonQueue.from_connection_string(settings.storage, ALERTS_QUEUE),
         endpoints=settings.endpoints,
         history_days=settings.history_days,
+        pools=ConnectionPools.for_process(settings.endpoints),
     )
 
 
 def build_fleet(env: Mapping[str, str] | None = None) -> Fleet:
-    """Everything the Functions entry points need. Clients are cheap to create; each invocation builds and closes
-    its own, so no socket outlives an event loop (the Functions worker may run each invocation on a new loop)."""
+    """Everything the Functions entry points need. Storage clients are cheap: each invocation builds and closes its
+    own. The connections to Microsoft (TLS, token sessions) are the process's, reused by every invocation on the
+    same event loop and rebuilt on a new one (see ConnectionPools)."""
     env = os.environ if env is None else env
     configure_observability()
     settings = Settings.from_env(env)

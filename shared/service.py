@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from shared.collect import MicrosoftEndpoints, TenantAccess, collect_tenant
 from shared.collect.budget import RequestBudget
-from shared.collect.connection import http_client
+from shared.collect.connection import ConnectionPools
 from shared.collect.snapshot import CollectionHints
 from shared.model import ControlResult, TenantSnapshot, format_time, parse_time_or_none
 from shared.state.compare import Comparison, compare, watermark
@@ -43,6 +43,14 @@ class Monitor:
     history_days: int = 90
     # Shared by every collection in this process so a concurrent fleet stays under Microsoft's limits.
     budget: RequestBudget | None = field(default_factory=RequestBudget)
+    # Likewise the connection pools to Microsoft (made on first use, per event loop). Given ones (the process's, see
+    # ConnectionPools.for_process) outlive this monitor; its own are closed with it.
+    pools: ConnectionPools | None = None
+
+    def __post_init__(self) -> None:
+        self._owns_pools = self.pools is None
+        if self.pools is None:
+            self.pools = ConnectionPools(self.endpoints)
 
     async def create(self) -> None:
         await self.store.create()
@@ -51,6 +59,8 @@ class Monitor:
     async def close(self) -> None:
         await self.store.close()
         await self.alerts.close()
+        if self.pools is not None and self._owns_pools:
+            await self.pools.aclose()
 
 
 @dataclass
@@ -139,7 +149,8 @@ async def evaluate_tenant(access: TenantAccess, monitor: Monitor, *, now: dateti
             outcome.enqueued += await flush_outbox(monitor, access.tenant_id, now=now)
         stage = "collect"
         outcome.snapshot = await collect_tenant(access, monitor.endpoints, now=now, since=watermark(record.state),
-                                                http=http, budget=monitor.budget, hints=hints_from(record.state))
+                                                http=http, budget=monitor.budget, hints=hints_from(record.state),
+                                                pools=monitor.pools)
         stage = "persist"
         comparison = await _commit(monitor, access.tenant_id, outcome.snapshot, now, record)
         outcome.results, outcome.events = comparison.results, comparison.events
@@ -160,19 +171,15 @@ async def evaluate_tenant(access: TenantAccess, monitor: Monitor, *, now: dateti
 
 async def run_cycle(tenants: list[TenantAccess], monitor: Monitor, *, now: datetime,
                     concurrency: int = 16) -> list[TenantOutcome]:
-    """Evaluate a fleet concurrently over one shared connection pool; results keep the input order."""
+    """Evaluate a fleet concurrently over the monitor's shared connection pools; results keep the input order."""
     gate = asyncio.Semaphore(concurrency)
-    http = http_client(monitor.endpoints)
 
     async def one(access: TenantAccess) -> TenantOutcome:
         async with gate:
-            return await evaluate_tenant(access, monitor, now=now, http=http)
+            return await evaluate_tenant(access, monitor, now=now)
 
-    try:
-        await monitor.create()
-        return list(await asyncio.gather(*(one(access) for access in tenants)))
-    finally:
-        await http.aclose()
+    await monitor.create()
+    return list(await asyncio.gather(*(one(access) for access in tenants)))
 
 
 async def accept_baseline(store: TenantStore, tenant_id: str) -> dict:

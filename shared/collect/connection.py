@@ -6,10 +6,12 @@ all three with one https://127.0.0.1 address and a throw-away CA, which is why e
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from azure.identity.aio import ClientSecretCredential
@@ -62,31 +64,134 @@ class TenantAccess:
             elif self.client_id.lower() != self.credential_spec.client_id.lower():
                 raise ValueError(f"tenant {self.tenant_id}: client_id differs from credential_spec.client_id")
 
-    def credential(self, endpoints: MicrosoftEndpoints) -> AsyncTokenCredential:
+    def credential(self, endpoints: MicrosoftEndpoints, transport: Any = None) -> AsyncTokenCredential:
         """The async credential to use (and close) for one collection.
 
         Never raises for a credential that cannot be built (missing app setting, unreadable certificate, no
         credential at all): it returns a stand-in whose get_token raises `CredentialMisconfigured` with the reason,
-        so `collect_tenant` records it as a token failure of every source.
+        so `collect_tenant` records it as a token failure of every source. `transport` (from `ConnectionPools`)
+        lets token requests share one connection pool instead of a new session per tenant.
         """
         if self.credential_spec is not None:
             try:
                 return build_credential(self.tenant_id, self.credential_spec, endpoints, self.env,
-                                        assertion_provider=self.assertion_provider)
+                                        assertion_provider=self.assertion_provider, transport=transport)
             except CredentialError as error:
                 return UnavailableCredential(f"credential ({self.credential_spec.mode}): {error}")
         if not self.client_secret:
             return UnavailableCredential("no credential configured for this tenant (no client secret, no "
                                          "credential spec)")
-        options = {"connection_verify": endpoints.ca_bundle} if endpoints.ca_bundle else {}
+        options: dict[str, Any] = {"transport": transport} if transport is not None else (
+            {"connection_verify": endpoints.ca_bundle} if endpoints.ca_bundle else {})
         return ClientSecretCredential(
             self.tenant_id, self.client_id, self.client_secret, authority=endpoints.authority, **options
         )
 
 
-def http_client(endpoints: MicrosoftEndpoints) -> httpx.AsyncClient:
+def http_client(endpoints: MicrosoftEndpoints, limits: httpx.Limits | None = None) -> httpx.AsyncClient:
     """One pooled HTTP client for Graph and Exchange, with msgraph's middleware (retry honouring Retry-After)."""
     from msgraph_core import GraphClientFactory
 
-    client = httpx.AsyncClient(verify=endpoints.ssl_context(), timeout=endpoints.timeout_s)
+    client = httpx.AsyncClient(verify=endpoints.ssl_context(), timeout=endpoints.timeout_s,
+                               limits=limits or httpx.Limits(max_connections=100, max_keepalive_connections=20))
     return GraphClientFactory.create_with_default_middleware(client=client)
+
+
+class _LoopPools:
+    """The pools made on one event loop (their sockets belong to it)."""
+
+    def __init__(self) -> None:
+        self.http: dict[int, httpx.AsyncClient] = {}
+        self.token_session: Any = None
+
+    async def aclose(self) -> None:
+        for client in self.http.values():
+            await client.aclose()
+        if self.token_session is not None:
+            await self.token_session.close()
+        self.http, self.token_session = {}, None
+
+    async def close_with_loop(self) -> AsyncGenerator[None, None]:
+        # asyncio.run() (a CLI, a test) finalises every suspended async generator before it closes the loop: this
+        # one's finally closes the pools there instead of leaving unclosed sockets behind.
+        try:
+            yield
+        finally:
+            await self.aclose()
+
+
+class ConnectionPools:
+    """The process's connection pools to Microsoft, shared by every tenant's collection: a few httpx clients for
+    Graph and Exchange (a tenant always uses the same one), one aiohttp session for Entra token requests
+    (azure-identity's transport).
+
+    Fresh pools per tenant cost a TLS context, a handful of TLS handshakes and pipeline setup each: most of a quiet
+    cycle's CPU. One big httpx pool is no better: httpcore scans every queued request against every connection on
+    each state change, so its cost grows with the square of the requests in flight. Several small pools keep both
+    costs down. Pools are bound to the event loop that made them: each loop gets its own, closed by `aclose()` or
+    when that loop is shut down by asyncio.run().
+    """
+
+    SHARDS = 8
+    CONNECTIONS_PER_SHARD = 16
+
+    def __init__(self, endpoints: MicrosoftEndpoints) -> None:
+        self.endpoints = endpoints
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pools = _LoopPools()
+        self._closer: AsyncGenerator[None, None] | None = None
+        self._started: asyncio.Future[None] | None = None
+
+    @classmethod
+    def for_process(cls, endpoints: MicrosoftEndpoints) -> ConnectionPools:
+        """The host process's pools for these endpoints. Queue-worker invocations share them, so a warm Functions
+        instance does not repeat TLS handshakes and token-session setup for every tenant it evaluates."""
+        return _PROCESS_POOLS.setdefault(endpoints, cls(endpoints))
+
+    def _current(self) -> _LoopPools:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop, self._pools = loop, _LoopPools()
+            # Started here so the loop registers it; kept referenced because the loop only holds it weakly.
+            self._closer = self._pools.close_with_loop()
+            self._started = asyncio.ensure_future(anext(self._closer))
+        return self._pools
+
+    def http(self, tenant_id: str = "") -> httpx.AsyncClient:
+        pools = self._current()
+        shard = zlib.crc32(tenant_id.encode()) % self.SHARDS
+        if shard not in pools.http:
+            limits = httpx.Limits(max_connections=self.CONNECTIONS_PER_SHARD,
+                                  max_keepalive_connections=self.CONNECTIONS_PER_SHARD)
+            pools.http[shard] = http_client(self.endpoints, limits)
+        return pools.http[shard]
+
+    def token_transport(self) -> Any:
+        """An azure-core transport over the shared session that a credential's close() leaves open."""
+        import aiohttp
+        from azure.core.pipeline.transport import AioHttpTransport
+
+        pools = self._current()
+        if pools.token_session is None:
+            # The connector carries the CA to trust, so the transport verifies with it (connection_verify=True).
+            connector = aiohttp.TCPConnector(ssl=self.endpoints.ssl_context(), limit=64)
+            # As azure-core makes its own sessions: no cookies, proxies from the environment, no auto-decompression.
+            pools.token_session = aiohttp.ClientSession(connector=connector, trust_env=True,
+                                                        cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+        return AioHttpTransport(session=pools.token_session, session_owner=False)
+
+    async def aclose(self) -> None:
+        """Close this loop's pools now (a monitor that owns its pools, a benchmark between runs)."""
+        try:
+            same_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            same_loop = False
+        if same_loop:
+            if self._closer is not None and self._started is not None:
+                await self._started
+                await self._closer.aclose()  # it would otherwise run its finally again when collected
+            await self._pools.aclose()
+        self._loop, self._pools, self._closer, self._started = None, _LoopPools(), None, None
+
+
+_PROCESS_POOLS: dict[MicrosoftEndpoints, ConnectionPools] = {}

@@ -170,17 +170,21 @@ def managed_identity_assertion(client_id: str, audience: str = PUBLIC_EXCHANGE_A
 
 
 def build_credential(tenant_id: str, spec: CredentialSpec, endpoints: MicrosoftEndpoints, env: Mapping[str, str], *,
-                     assertion_provider: Callable[[], str] | None = None) -> AsyncTokenCredential:
+                     assertion_provider: Callable[[], str] | None = None,
+                     transport: Any = None) -> AsyncTokenCredential:
     """The async credential for one customer tenant. Raises CredentialError when it cannot be built.
 
     `assertion_provider` replaces the managed identity as the source of federated assertions (tests, or a
-    workload that gets its assertion elsewhere); it is called each time a new token is needed.
+    workload that gets its assertion elsewhere); it is called each time a new token is needed. `transport` is a
+    shared azure-core transport (see `ConnectionPools`) whose session already trusts `endpoints.ca_bundle`.
     """
     from azure.identity.aio import CertificateCredential, ClientAssertionCredential, ClientSecretCredential
 
     spec.validate()
     options: dict[str, Any] = {"authority": endpoints.authority}
-    if endpoints.ca_bundle:
+    if transport is not None:
+        options["transport"] = transport
+    elif endpoints.ca_bundle:
         options["connection_verify"] = endpoints.ca_bundle
     if spec.mode == "secret":
         secret = _setting(env, spec.secret_setting or "", "secret")

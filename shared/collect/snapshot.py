@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 
 from shared.collect import exchange, graph
-from shared.collect.connection import EXCHANGE_SCOPE, GRAPH_SCOPE, MicrosoftEndpoints, TenantAccess
+from shared.collect.connection import (EXCHANGE_SCOPE, GRAPH_SCOPE, ConnectionPools, MicrosoftEndpoints,
+                                       TenantAccess)
 from shared.collect.budget import RequestBudget
 from shared.collect.errors import token_error
 from shared.model import SourceError, TenantSnapshot, parse_time_or_none
@@ -121,13 +122,15 @@ async def _collect_exchange(credential: Any, access: TenantAccess, endpoints: Mi
 
 async def collect_tenant(access: TenantAccess, endpoints: MicrosoftEndpoints, *, now: datetime,
                          since: datetime | None = None, http: httpx.AsyncClient | None = None,
-                         budget: RequestBudget | None = None, hints: CollectionHints | None = None) -> TenantSnapshot:
-    """One live snapshot of a tenant. `http` lets a fleet share one connection pool; `now` stamps the snapshot;
-    sign-ins and audits are read from `since` (the watermark; default: the last DEFAULT_LOOKBACK)."""
+                         budget: RequestBudget | None = None, hints: CollectionHints | None = None,
+                         pools: ConnectionPools | None = None) -> TenantSnapshot:
+    """One live snapshot of a tenant. `pools` (or just `http`) lets a fleet share its connection pools; `now`
+    stamps the snapshot; sign-ins and audits are read from `since` (the watermark; default: the last
+    DEFAULT_LOOKBACK)."""
     since = since or now - DEFAULT_LOOKBACK
-    own_http = http is None
-    http = http or _new_http(endpoints)
-    credential = access.credential(endpoints)
+    own_http = http is None and pools is None
+    http = http or (pools.http(access.tenant_id) if pools else _new_http(endpoints))
+    credential = access.credential(endpoints, transport=pools.token_transport() if pools else None)
     graph_data: dict[str, Any] = {}
     exchange_data: dict[str, Any] = {}
     errors: dict[str, SourceError] = {}

@@ -137,8 +137,10 @@ def test_timer_to_workers_to_tables_to_alerts(app_functions, fleet_env, storage_
 
     run_timer(fns)
     run_timer(fns)  # an overlapping timer: every tenant is already in flight
-    queued = asyncio.run(_drain(storage_connection_string, "evaluations"))
-    assert sorted(m["tenantId"] for m in queued) == sorted([HEALTHY, SMTP_ON, REVOKED])
+    ours = {HEALTHY, SMTP_ON, REVOKED}
+    # Other tests' tenants share the session's registry and may be due too: look at ours only.
+    queued = [m for m in asyncio.run(_drain(storage_connection_string, "evaluations")) if m["tenantId"] in ours]
+    assert sorted(m["tenantId"] for m in queued) == sorted(ours)  # once each, despite the second timer
 
     run_queue(fns, "evaluate_tenant", queued)
     alerts = asyncio.run(_drain(storage_connection_string, "alerts"))
@@ -153,7 +155,7 @@ def test_timer_to_workers_to_tables_to_alerts(app_functions, fleet_env, storage_
     assert by_id[SMTP_ON]["status"] == "failing" and "exo_smtp_auth_disabled" in by_id[SMTP_ON]["failing"]
     assert by_id[HEALTHY]["status"] == "healthy", by_id[HEALTHY]
     assert by_id[HEALTHY]["lastSuccessAt"]
-    assert [t["tenantId"] for t in body["tenants"]][0] == REVOKED  # attention first
+    assert [t["tenantId"] for t in body["tenants"] if t["tenantId"] in ours][0] == REVOKED  # attention first
 
     status, detail = http(fns["get_tenant"], "GET", f"tenants/{SMTP_ON}", route={"tenantId": SMTP_ON})
     assert status == 200
