@@ -19,11 +19,13 @@ import math
 import multiprocessing
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
@@ -99,6 +101,19 @@ def host_concurrency() -> int:
     return int(queues.get("batchSize", 16)) + int(queues.get("newBatchThreshold", 8))
 
 
+def group_cpu_s(group: int) -> float:
+    """User + system CPU of every live process in a process group (Azurite runs in its own)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) == group:
+            total += sum(int(value) for value in fields[11:13])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def cold_import_s() -> float:
     code = "import time; t = time.perf_counter(); import function_app; print(time.perf_counter() - t)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
@@ -126,22 +141,21 @@ async def run_cycle(fleet: Any, now: datetime, concurrency: int, counter: TableC
     counter.count = 0
     gate = asyncio.Semaphore(concurrency)
 
-    failures = 0
+    failures: Counter[str] = Counter()
 
     async def one(message: dict[str, Any]) -> None:
-        nonlocal failures
         # As the host does: a failed message is delivered again (host.json maxDequeueCount), here at once.
         for attempt in range(5):
             async with gate:
                 try:
                     await evaluate_registered(fleet, message["tenantId"], now=now, entry=message.get("config"))
                     return
-                except EvaluationFailed:
-                    failures += 1
+                except EvaluationFailed as error:
+                    failures[f"{error}: {error.__cause__!r}"[:200]] += 1
 
     await asyncio.gather(*(one(message) for message in messages))
-    if failures:
-        print(f"  {failures} evaluation attempts failed and were retried", file=sys.stderr)
+    for reason, count in failures.items():
+        print(f"  {count} evaluation attempt(s) failed and were retried: {reason}", file=sys.stderr)
     print(f"  monitor CPU {time.process_time() - cpu:.1f} s", file=sys.stderr)
     return time.perf_counter() - started, fan_out_tables, counter.count
 
@@ -202,6 +216,8 @@ async def bench(tenants: int, latency_ms: int, concurrency: int) -> dict[str, An
         counter = TableCounter(int(azurite.table_endpoint.rsplit(":", 1)[1].split("/")[0]))
         counter.install()
         cycles = []
+        azurite_group = azurite._proc.pid if azurite._proc else 0
+        azurite_cpu = group_cpu_s(azurite_group)
         # The second cycle still sends the first one's alerts out of the outbox check; the third is steady.
         for number, label in enumerate(("first", "second", "steady")):
             print(f"  {label} cycle over {tenants} tenants …", file=sys.stderr, flush=True)
@@ -209,7 +225,9 @@ async def bench(tenants: int, latency_ms: int, concurrency: int) -> dict[str, An
                                                            concurrency, counter)
             parent.send("counts")
             counts = parent.recv()
-            print(f"  simulator CPU {counts['cpu_s'] - sim_cpu:.1f} s", file=sys.stderr)
+            print(f"  simulator CPU {counts['cpu_s'] - sim_cpu:.1f} s, "
+                  f"Azurite CPU {group_cpu_s(azurite_group) - azurite_cpu:.1f} s", file=sys.stderr)
+            azurite_cpu = group_cpu_s(azurite_group)
             sim_cpu = counts["cpu_s"]
             cycles.append(summarise(label, tenants, wall, counts, tables, fan_out_tables, latency_ms / 1000))
         await fleet.close()
@@ -229,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                              "instance run at once)")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
+    # A terminated run (CI timeout, `kill`) unwinds like Ctrl-C, so Azurite (its own process group) is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     result = asyncio.run(bench(args.tenants, args.latency_ms, args.concurrency))
     result["cold_import_s"] = cold_import_s()
     for cycle in result["cycles"]:
