@@ -56,7 +56,7 @@ class RequestBudget:
     reports_per_tenant: tuple[int, float] = (5, 10.0)
     reports_per_app: tuple[int, float] = (122, 10.0)
     _tenants: dict[tuple[str, str], SlidingWindowLimiter] = field(default_factory=dict)
-    _app_reports: SlidingWindowLimiter | None = None
+    _apps: dict[str, SlidingWindowLimiter] = field(default_factory=dict)
 
     def _tenant(self, kind: str, tenant_id: str, limit: tuple[int, float]) -> SlidingWindowLimiter:
         key = (kind, tenant_id)
@@ -67,12 +67,16 @@ class RequestBudget:
     async def conditional_access(self, tenant_id: str) -> None:
         await self._tenant("ca", tenant_id, self.ca_per_tenant).acquire()
 
-    async def reports(self, tenant_id: str) -> None:
-        # The tenant's own slot first: waiting for it must not hold a fleet-wide slot idle.
-        await self._tenant("reports", tenant_id, self.reports_per_tenant).acquire()
-        if self._app_reports is None:
-            self._app_reports = SlidingWindowLimiter(*self.reports_per_app)
-        await self._app_reports.acquire()
+    async def reports(self, tenant_id: str, app_id: str = "") -> None:
+        """A reports slot for `tenant_id` read by the app registration `app_id`. Both limits are per app, so tenants
+        sharded across app registrations draw on separate fleet-wide budgets."""
+        app = app_id.lower()
+        # The tenant's own slot (5 per 10 s per app per tenant) first: waiting for it must not hold a fleet-wide
+        # slot idle.
+        await self._tenant(f"reports:{app}", tenant_id, self.reports_per_tenant).acquire()
+        if app not in self._apps:
+            self._apps[app] = SlidingWindowLimiter(*self.reports_per_app)
+        await self._apps[app].acquire()
 
 
 UNLIMITED = None  # callers pass None to collect without budgets (single snapshots, tests of raw behaviour)

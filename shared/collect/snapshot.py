@@ -85,7 +85,7 @@ async def _collect_graph(credential: Any, access: TenantAccess, endpoints: Micro
     client = graph_client(credential, endpoints, http)
     tenant = access.tenant_id
     ca_slot = (lambda: budget.conditional_access(tenant)) if budget else None
-    reports_slot = (lambda: budget.reports(tenant)) if budget else None
+    reports_slot = (lambda: budget.reports(tenant, access.client_id)) if budget else None
 
     def keep(name: str, value: Any, error: SourceError | None) -> None:
         if error:
