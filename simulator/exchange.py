@@ -159,7 +159,10 @@ async def invoke_command(state: SimState, issuer: TokenIssuer, base_url: str,
 
 
 def _fault_response(fault: Fault) -> SimResponse:
-    if fault.has_body:
+    if fault.raw_body is not None:
+        resp = SimResponse(fault.status or 500, None, {"Content-Type": "application/json"},
+                           raw=fault.raw_body.encode())
+    elif fault.has_body:
         resp = SimResponse(fault.status or 500, fault.body, {"Content-Type": "application/json"})
     else:
         status = fault.status or 500

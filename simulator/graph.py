@@ -242,7 +242,9 @@ async def h_batch(ctx: GraphContext, call: GraphCall) -> SimResponse:
         status_by_id[rid] = resp.status
         entry: dict[str, Any] = {"id": rid, "status": resp.status,
                                  "headers": {k: v for k, v in resp.headers.items() if k != "OData-Version"}}
-        if resp.body is not None:
+        if resp.raw is not None:
+            entry["body"] = resp.raw.decode("utf-8", "replace")  # the JSON envelope can carry text only as a string
+        elif resp.body is not None:
             entry["body"] = resp.body
         responses.append(entry)
     return SimResponse(200, {"responses": responses}, {"Content-Type": "application/json"})
@@ -308,6 +310,9 @@ def fault_response(fault: Fault, default: SimResponse) -> SimResponse:
     if fault.retry_after is not None:
         headers["Retry-After"] = str(int(fault.retry_after) if float(fault.retry_after).is_integer()
                                      else fault.retry_after)
+    if fault.raw_body is not None:
+        return SimResponse(fault.status or 500, None, {**headers, "Content-Type": "application/json"},
+                           raw=fault.raw_body.encode())
     body = fault.body if fault.has_body else default.body
     return SimResponse(fault.status or 500, body, headers)
 

@@ -69,7 +69,7 @@ TENANT_KEYS = {
     "graph", "exchange", "faults",
 }
 TOP_KEYS = {"app", "tenants", "pageSize", "tokenLifetime", "limits", "latencyMs"}
-FAULT_KEYS = {"status", "times", "body", "retryAfter", "delay"}
+FAULT_KEYS = {"status", "times", "body", "rawBody", "retryAfter", "delay", "skip"}
 
 DEFAULT_PAGE_SIZE = {"graph": 100, "exchange": 1000}
 DEFAULT_TOKEN_LIFETIME = 3599
@@ -291,7 +291,7 @@ def is_endpoint_key(key: str) -> bool:
 
 
 def _check_fault(c: _Checker, where: str, fault: Any) -> None:
-    c.typ(where, fault, dict, "an object {status, times, body, retryAfter, delay}")
+    c.typ(where, fault, dict, "an object {status, times, body, rawBody, retryAfter, delay, skip}")
     c.keys(where, fault, FAULT_KEYS)
     if "status" in fault:
         c.typ(f"{where}.status", fault["status"], int, "an HTTP status code")
@@ -303,6 +303,16 @@ def _check_fault(c: _Checker, where: str, fault: Any) -> None:
         c.typ(f"{where}.times", fault["times"], int, "a positive integer")
         if fault["times"] < 1:
             c.fail(f"{where}.times", "must be >= 1 (omit it for a permanent fault)")
+    if "skip" in fault:
+        c.typ(f"{where}.skip", fault["skip"], int, "a positive integer")
+        if fault["skip"] < 1:
+            c.fail(f"{where}.skip", "must be >= 1 (omit it to fault the very next request)")
+    if "rawBody" in fault:
+        c.typ(f"{where}.rawBody", fault["rawBody"], str, "a string (sent as it is, e.g. truncated JSON)")
+        if "body" in fault:
+            c.fail(f"{where}.rawBody", "give either 'body' (JSON) or 'rawBody' (text), not both")
+        if "status" not in fault:
+            c.fail(f"{where}.status", "required with 'rawBody'")
     for field in ("retryAfter", "delay"):
         if field in fault:
             c.typ(f"{where}.{field}", fault[field], (int, float), "a number of seconds")

@@ -34,6 +34,8 @@ log = logging.getLogger("simulator")
 def _to_web(resp: SimResponse, extra: dict[str, str] | None = None) -> web.Response:
     headers = {**resp.headers, **(extra or {})}
     content_type = headers.pop("Content-Type", "application/json")
+    if resp.raw is not None:
+        return web.Response(status=resp.status, body=resp.raw, headers={**headers, "Content-Type": content_type})
     if resp.body is None:
         return web.Response(status=resp.status, headers=headers)
     body = json.dumps(resp.body).encode("utf-8")
@@ -154,7 +156,9 @@ class _App:
 
 
 def _token_fault(fault: Fault, normal: SimResponse) -> SimResponse:
-    if fault.has_body:
+    if fault.raw_body is not None:
+        resp = SimResponse(fault.status, None, {"Content-Type": "application/json"}, raw=fault.raw_body.encode())
+    elif fault.has_body:
         resp = SimResponse(fault.status, fault.body, {"Content-Type": "application/json"})
     else:
         # AADSTS90033: "A transient error has occurred. Please try again."

@@ -31,6 +31,7 @@ class SimResponse:
     body: Any = None  # JSON-serialisable object; None = empty body
     headers: dict[str, str] = field(default_factory=dict)
     throttled: bool = False  # a 429 produced by the scenario's limits (not by an injected fault)
+    raw: bytes | None = None  # sent as it is instead of `body` (a fault's rawBody: text that need not be JSON)
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Fault:
     has_body: bool
     retry_after: float | None
     delay: float
+    raw_body: str | None = None  # sent verbatim (not JSON-encoded) instead of a body
 
 
 class SimState:
@@ -135,6 +137,14 @@ class SimState:
             spec = faults.get(key)
             if spec is None:
                 return None
+            skip = spec.get("skip")
+            if skip:
+                # Served normally (e.g. the first page of a paged answer); the fault starts after `skip` requests.
+                if skip <= 1:
+                    del spec["skip"]
+                else:
+                    spec["skip"] = skip - 1
+                return None
             times = spec.get("times")
             if times is not None:
                 if times <= 1:
@@ -142,7 +152,8 @@ class SimState:
                 else:
                     spec["times"] = times - 1
             return Fault(status=spec.get("status"), body=copy.deepcopy(spec.get("body")), has_body="body" in spec,
-                         retry_after=spec.get("retryAfter"), delay=float(spec.get("delay", 0)))
+                         retry_after=spec.get("retryAfter"), delay=float(spec.get("delay", 0)),
+                         raw_body=spec.get("rawBody"))
 
     # -- limits ---------------------------------------------------------------------------------
     def throttle(self, cls: str | None, tenant_id: str | None, app_id: str | None) -> tuple[bool, int | None]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from kiota_http.middleware import REQUEST_OPTIONS_KEY
 
 from shared.collect.errors import http_error, transport_error
 from shared.model import SourceError
@@ -87,7 +88,10 @@ async def read_source(http: httpx.AsyncClient, base_url: str, tenant_id: str, to
     items: list[Any] = []
     try:
         for _ in range(MAX_PAGES):
-            response = await http.post(url, params=params, json=body, headers=headers)
+            # msgraph's transport runs its middleware (the retry of 429/503/504 honouring Retry-After) only for
+            # requests that carry kiota request options: without them one 429 from Exchange lost the source.
+            response = await http.post(url, params=params, json=body, headers=headers,
+                                       extensions={REQUEST_OPTIONS_KEY: {}})
             if response.status_code >= 400:
                 try:
                     payload = response.json()

@@ -20,7 +20,8 @@ from shared.controls import controls
 from shared.controls.conditional_access import legacy_block
 from shared.controls.enforcement_window import EnforcementWindow, describe_duration, offline_block_start
 from shared.evaluate import evaluate
-from shared.model import ControlResult, EvaluationContext, Status, TenantSnapshot, format_time, parse_time_or_none
+from shared.model import (LICENCE_ERROR_CODE, ControlResult, EvaluationContext, Status, TenantSnapshot, format_time,
+                          parse_time_or_none)
 from shared.state import events as ev
 from shared.state.attribution import find_author, policy_modified_in
 from shared.state.config import Config, control_config, merge
@@ -47,6 +48,8 @@ class Comparison:
 # so the legacy ones already seen ride along in the state (compact, capped) and are merged back in each cycle.
 EVIDENCE_HOURS = 48
 MAX_REMEMBERED_SIGNINS = 500
+# Read from the watermark: when either fails (on any page), the stretch since the last complete read is read again.
+INCREMENTAL_SOURCES = ("graph.signIns", "graph.directoryAudits")
 _SIGNIN_FIELDS = ("id", "createdDateTime", "userId", "userPrincipalName", "clientAppUsed", "ipAddress", "status")
 
 
@@ -74,6 +77,16 @@ def with_recent_signins(snapshot: TenantSnapshot, previous: dict[str, Any] | Non
 
 def _time(value: Any) -> datetime | None:
     return parse_time_or_none(value) if value else None
+
+
+def _read_through(previous: dict[str, Any] | None, snapshot: TenantSnapshot) -> str | None:
+    """Where sign-ins and audits were last read in full (the watermark's base; None: never)."""
+    failed = [snapshot.errors[source] for source in INCREMENTAL_SOURCES if source in snapshot.errors]
+    if all(error.code == LICENCE_ERROR_CODE for error in failed):
+        return format_time(snapshot.collected_at)  # read in full, or nothing to read without the licence
+    kept = _time((previous or {}).get("readThrough", (previous or {}).get("lastSuccessAt")))
+    # Evidence older than EVIDENCE_HOURS no longer counts: a long outage never makes a read reach further back.
+    return format_time(max(kept, snapshot.collected_at - timedelta(hours=EVIDENCE_HOURS))) if kept else None
 
 
 def _policies_by_id(snapshot: TenantSnapshot) -> dict[str, dict[str, Any]]:
@@ -287,6 +300,7 @@ def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: 
         "tenantId": snapshot.tenant_id,
         "lastCollectedAt": format_time(snapshot.collected_at),
         "lastSuccessAt": format_time(snapshot.collected_at),
+        "readThrough": _read_through(previous, snapshot),
         "evaluatedAt": format_time(now),
         "unreachable": False,
         "consecutiveFailures": 0,
@@ -301,7 +315,9 @@ def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: 
 
 
 def watermark(state: dict[str, Any] | None, overlap: timedelta = timedelta(minutes=10)) -> datetime | None:
-    """Where the next collection of sign-ins and audits starts: the last success minus a small overlap, so an
-    item logged late is still seen (and the once-per-window flags keep it from raising a second event)."""
-    last = _time((state or {}).get("lastSuccessAt"))
+    """Where the next collection of sign-ins and audits starts: the last success that read them in full, minus a
+    small overlap, so an item logged late is still seen (and the once-per-window flags keep it from raising a second
+    event). A cycle whose sign-ins or audits failed does not move it: the next one reads that stretch again."""
+    state = state or {}
+    last = _time(state.get("readThrough", state.get("lastSuccessAt")))
     return last - overlap if last else None
