@@ -43,7 +43,7 @@ async def deliver_alert(msg: func.QueueMessage) -> None:
     log.info("alert processed", extra={"tenant_id": document.get("tenantId"), "event_id": document.get("id"),
                                        "type": document.get("type"), "dequeue_count": dequeue_count,
                                        "sent": ",".join(report.sent), "skipped": ",".join(report.skipped),
-                                       "failed": ",".join(report.failed)})
+                                       "failed": ",".join(report.failed), "parked": ",".join(report.parked)})
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="alerts-poison", connection=CONNECTION)

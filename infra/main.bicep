@@ -212,6 +212,8 @@ var appSettings = {
   AUTHWATCH_ALERT_TIMEOUT_SECONDS: '10'
   // The queue attempt that is the last: keep equal to host.json extensions.queues.maxDequeueCount.
   AUTHWATCH_ALERT_MAX_DEQUEUE: '5'
+  // How long a receiver may stay down: until then a failed alert is parked on the queue and tried again.
+  AUTHWATCH_ALERT_OUTAGE_HOURS: '24'
   AUTHWATCH_DASHBOARD_URL: dashboardUrl
   // The reminder digest timer (functions/alerts.py: schedule="%AUTHWATCH_DIGEST_SCHEDULE%").
   AUTHWATCH_DIGEST_SCHEDULE: digestSchedule

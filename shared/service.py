@@ -79,9 +79,10 @@ class TenantOutcome:
 
 
 async def _commit(monitor: Monitor, tenant_id: str, snapshot: TenantSnapshot, now: datetime,
-                  record: TenantRecord) -> Comparison:
+                  record: TenantRecord, *, outbox_owed: bool = False) -> Comparison:
     """Compare against the stored state and commit atomically; on a conflict, start again from the winner's state
-    (whose newer lastCollectedAt usually makes this snapshot stale: exactly one set of events survives)."""
+    (whose newer lastCollectedAt usually makes this snapshot stale: exactly one set of events survives).
+    `outbox_owed`: earlier events are still pending (claimed by a run that never marked them sent)."""
     for attempt in range(COMMIT_ATTEMPTS):
         if attempt:
             record = await monitor.store.load(tenant_id)
@@ -94,7 +95,7 @@ async def _commit(monitor: Monitor, tenant_id: str, snapshot: TenantSnapshot, no
         if prune:
             comparison.state["historyPrunedAt"] = format_time(now)
         # Tells the next run whether an outbox flush may be owed, so a quiet cycle costs no extra query.
-        comparison.state["outboxPending"] = bool(comparison.events or comparison.notes)
+        comparison.state["outboxPending"] = bool(comparison.events or comparison.notes or outbox_owed)
         try:
             await monitor.store.commit(
                 tenant_id, state=comparison.state, expected_etag=record.state_etag, results=results,
@@ -144,15 +145,19 @@ async def evaluate_tenant(access: TenantAccess, monitor: Monitor, *, now: dateti
     stage = "load"
     try:
         record = await monitor.store.load(access.tenant_id)
+        owed = False
         if (record.state or {}).get("outboxPending"):
             # Events an earlier run persisted but may not have queued (it crashed): they go first.
             outcome.enqueued += await flush_outbox(monitor, access.tenant_id, now=now)
+            # Any left are still claimed by a run that failed or died after claiming them (a queue retry comes
+            # sooner than the claim lapses): keep the flag, or no later run would ever send them.
+            owed = bool(await monitor.store.pending_events(access.tenant_id))
         stage = "collect"
         outcome.snapshot = await collect_tenant(access, monitor.endpoints, now=now, since=watermark(record.state),
                                                 http=http, budget=monitor.budget, hints=hints_from(record.state),
                                                 pools=monitor.pools)
         stage = "persist"
-        comparison = await _commit(monitor, access.tenant_id, outcome.snapshot, now, record)
+        comparison = await _commit(monitor, access.tenant_id, outcome.snapshot, now, record, outbox_owed=owed)
         outcome.results, outcome.events = comparison.results, comparison.events
         stage = "enqueue"
         if comparison.events or comparison.notes:

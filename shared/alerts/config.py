@@ -78,6 +78,9 @@ class AlertSettings:
     allow_loopback: bool = False
     dashboard_url: str | None = None
     digest_min_severity: str = "high"
+    # How long after its event an alert keeps being retried while its receiver fails transiently: past the queue's
+    # own retries the message is parked (re-queued with a delay) instead of recorded as failed.
+    outage_hours: float = 24.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AlertSettings:
@@ -111,7 +114,8 @@ class AlertSettings:
             timeout_s=_number(env, "AUTHWATCH_ALERT_TIMEOUT_SECONDS", 10, 0.1, 120))
         return cls(channels=channels, routing=routing, policy=policy,
                    max_dequeue=int(_number(env, "AUTHWATCH_ALERT_MAX_DEQUEUE", 5, 1, 100, whole=True)),
-                   allow_loopback=allow_loopback, dashboard_url=dashboard, digest_min_severity=severity)
+                   allow_loopback=allow_loopback, dashboard_url=dashboard, digest_min_severity=severity,
+                   outage_hours=_number(env, "AUTHWATCH_ALERT_OUTAGE_HOURS", 24, 0, 168))
 
     @property
     def configured(self) -> bool:

@@ -5,9 +5,12 @@ At least once, and once per (event, channel):
   deliveries table (store.py) and afterwards marks them delivered, so a redelivered message (same id) finds them
   done and sends nothing;
 - a failed send is retried with backoff inside the attempt (RetryPolicy), then the message is retried by the queue
-  (this raises AlertDeliveryFailed); the attempt whose dequeue count reaches AUTHWATCH_ALERT_MAX_DEQUEUE (host.json
-  maxDequeueCount), or a permanent failure (a 4xx, a refused target), records the rows as failed and logs an ERROR
-  instead. A message that still ends up in `alerts-poison` (the worker crashed) is recorded the same way.
+  (this raises AlertDeliveryFailed). When the attempt whose dequeue count reaches AUTHWATCH_ALERT_MAX_DEQUEUE
+  (host.json maxDequeueCount) fails too, a receiver that is down for a while does not lose the alert: the message is
+  parked (queued again, invisible for 11 minutes to an hour, growing with the outage) until
+  AUTHWATCH_ALERT_OUTAGE_HOURS (24) after the event. Past that, or on a permanent failure (a 4xx, a refused target),
+  the rows are recorded as failed with an ERROR log; the daily digest lists them. A message that still ends up in
+  `alerts-poison` (the worker crashed) is recorded the same way.
 
 One message per cycle: the events one cycle committed for a tenant share their `at` and were written in one
 transaction, so whichever of their queue messages arrives first reads them all and claims, in one transaction, every
@@ -27,7 +30,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from shared.alerting import open_alerts
@@ -41,6 +44,7 @@ from shared.alerts.store import (
     DELIVERED,
     DIGEST_PARTITION,
     FAILED,
+    LEASE,
     MAX_GROUP,
     SENDING,
     AlertTables,
@@ -56,6 +60,14 @@ from shared.storage.account import StorageAccount
 log = logging.getLogger("authwatch.alerts")
 
 CLAIM_ATTEMPTS = 4
+# A parked message comes back as a new message (a new holder), so it waits out the old claim's lease; then the wait
+# grows with the outage (about doubling each time), up to an hour.
+PARK_MIN = LEASE + timedelta(minutes=1)
+PARK_MAX = timedelta(hours=1)
+
+
+def park_delay(event_at: datetime, now: datetime) -> timedelta:
+    return min(PARK_MAX, max(PARK_MIN, now - event_at))
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -88,6 +100,8 @@ class DeliveryReport:
     skipped: list[str] = field(default_factory=list)  # already delivered / failed, or held by another message
     failed: list[str] = field(default_factory=list)  # recorded as failed (final)
     retrying: list[str] = field(default_factory=list)  # failed this attempt; the queue retries
+    parked: list[str] = field(default_factory=list)  # the queue's retries are spent: re-queued with a delay
+    parked_for: timedelta | None = None
 
 
 @dataclass
@@ -101,8 +115,9 @@ class AlertService:
     def __init__(self, *, settings: AlertSettings, tables: AlertTables, store: Any = None, registry: Any = None,
                  endpoints: MicrosoftEndpoints | None = None, env: Mapping[str, str] | None = None,
                  clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, parking: Any = None) -> None:
         self.settings = settings
+        self.parking = parking  # shared.storage.queues.JsonQueue of `alerts`: where a long outage parks a message
         self.tables = tables
         self.store = store  # shared.storage.tenant_store.TenantStore: history for the digest
         self.registry = registry  # shared.registry.TenantRegistry: names, tags, per-tenant routing
@@ -116,6 +131,7 @@ class AlertService:
         from shared.logs import configure_observability
         from shared.registry import TenantRegistry
         from shared.settings import Settings
+        from shared.storage.queues import ALERTS_QUEUE, JsonQueue
         from shared.storage.tenant_store import TenantStore
 
         env = os.environ if env is None else env
@@ -123,6 +139,7 @@ class AlertService:
         settings = Settings.from_env(env)
         alert_settings = AlertSettings.from_env(env)
         connection = settings.storage  # a connection string locally, the managed identity on Azure
+        kwargs.setdefault("parking", JsonQueue.from_connection_string(connection, ALERTS_QUEUE))
         return cls(settings=alert_settings, tables=AlertTables.from_connection_string(connection),
                    store=TenantStore.from_connection_string(connection),
                    registry=TenantRegistry.from_connection_string(connection), endpoints=settings.endpoints,
@@ -135,7 +152,7 @@ class AlertService:
                 await part.create()
 
     async def close(self) -> None:
-        for part in (self.tables, self.store, self.registry):
+        for part in (self.tables, self.store, self.registry, self.parking):
             if part is not None:
                 await part.close()
 
@@ -202,12 +219,24 @@ class AlertService:
             elif outcome == "retrying":
                 report.retrying.append(name)
                 reasons.append(f"{name}: {detail}")
+            elif outcome == "parked":
+                report.parked.append(name)
             else:
                 report.skipped.append(name)
         if report.retrying:
             raise AlertDeliveryFailed(f"event {event['id']}: delivery failed this attempt, the queue will retry "
                                       f"({'; '.join(reasons)})")
+        if report.parked:
+            # The same document again: its id (hence the alert's) is unchanged, and delivered channels skip it.
+            report.parked_for = park_delay(event_time(event["at"]), now)
+            await self.parking.create()  # exists wherever the queue trigger runs; a no-op then (and rare)
+            await self.parking.send(event, delay=report.parked_for)
         return report
+
+    def _may_park(self, event: dict[str, Any], now: datetime) -> bool:
+        """Whether a transient failure on the last queue attempt parks the message rather than failing it."""
+        return (self.parking is not None
+                and now - event_time(event["at"]) < timedelta(hours=self.settings.outage_hours))
 
     async def _cycle(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """The events of the cycle that raised `event` (itself included, even when not stored)."""
@@ -252,6 +281,12 @@ class AlertService:
             tries = await channel.send(channel.render_alert(alert), message_id=alert.id, context=self.context)
         except DeliveryError as error:
             reason = self.settings.redact(error.reason)
+            if final and not error.permanent and self._may_park(event, now):
+                await self.tables.settle(tenant_id, keys, status=SENDING, now=now, tries=error.tries, error=reason)
+                log.warning("alert delivery parked: the receiver keeps failing, the alert is tried again later",
+                            extra={**extra, "tries": error.tries, "error": reason,
+                                   "retry_in_s": int(park_delay(event_time(event["at"]), now).total_seconds())})
+                return "parked", reason
             if error.permanent or final:
                 await self.tables.settle(tenant_id, keys, status=FAILED, now=now, tries=error.tries, error=reason,
                                          GroupId=alert.id, GroupSize=len(group))

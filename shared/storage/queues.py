@@ -4,6 +4,7 @@ Functions queue trigger expects by default (host.json messageEncoding)."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
@@ -30,8 +31,10 @@ class JsonQueue:
         except ResourceExistsError:
             pass
 
-    async def send(self, document: dict[str, Any]) -> None:
-        await self._client.send_message(json.dumps(document, separators=(",", ":")))
+    async def send(self, document: dict[str, Any], *, delay: timedelta | None = None) -> None:
+        """Queue `document`; with `delay`, it becomes visible (to the queue trigger) only after that long."""
+        await self._client.send_message(json.dumps(document, separators=(",", ":")),
+                                        visibility_timeout=int(delay.total_seconds()) if delay else None)
 
     async def receive_all(self, *, visibility_timeout: int = 30, limit: int = 1000) -> list[dict[str, Any]]:
         """Read and delete what is queued, up to `limit` (tests, the CLI demo, the benchmark). Workers in

@@ -102,6 +102,8 @@ def test_alerts_flow_from_the_evaluation_worker_to_receivers(fns, monkeypatch, s
         "AUTHWATCH_EXCHANGE_URL": endpoints.exchange, "AUTHWATCH_CA_BUNDLE": sim.ca_path,
         "AUTHWATCH_SECRET_ALERTS_FLEET": APP["clientSecret"],
         "AUTHWATCH_ALLOW_LOOPBACK_WEBHOOKS": "1", "AUTHWATCH_ALERT_BACKOFF_SECONDS": "0.01",
+        # No outage allowance, so the last queue attempt records a failure (parking: test_fault_matrix_platform).
+        "AUTHWATCH_ALERT_OUTAGE_HOURS": "0",
         "AUTHWATCH_DASHBOARD_URL": "https://authwatch.example/app",
         "AUTHWATCH_TEST_SLACK_URL": slack.url, "AUTHWATCH_TEST_HOOK_SECRET": "e2e-hook-secret-0123456789",
         "AUTHWATCH_ALERT_CHANNELS": json.dumps({

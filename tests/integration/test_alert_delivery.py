@@ -162,7 +162,9 @@ def test_a_receiver_that_always_fails_produces_a_recorded_failed_delivery(receiv
     tenant = str(uuid.uuid4())
     receiver = receivers(default=503)
     records = asyncio.run(commit_cycle(storage_connection_string, tenant, T1, [smtp_failed(tenant, T1)]))
-    env = webhook_env(storage_connection_string, receiver, AUTHWATCH_ALERT_RETRIES="1")
+    # No outage allowance: the queue's last retry records the failure (parking: test_fault_matrix_platform row 5).
+    env = webhook_env(storage_connection_string, receiver, AUTHWATCH_ALERT_RETRIES="1",
+                      AUTHWATCH_ALERT_OUTAGE_HOURS="0")
     caplog.set_level(logging.INFO, logger="authwatch")
     for attempt in range(1, 5):
         [outcome] = deliver(env, records, message_ids=["m-3"], dequeue_count=attempt)
@@ -359,7 +361,7 @@ def test_secrets_never_reach_logs_rows_payloads_or_errors(receivers, storage_con
         "soc": {"type": "teams", "urlSetting": "AUTHWATCH_TEAMS_URL"},
         "siem": webhook(siem)},
         AUTHWATCH_SLACK_URL=slack.url, AUTHWATCH_TEAMS_URL=teams.url, AUTHWATCH_SIEM_URL=siem.url,
-        AUTHWATCH_SIEM_SECRET=WEBHOOK_SECRET)
+        AUTHWATCH_SIEM_SECRET=WEBHOOK_SECRET, AUTHWATCH_ALERT_OUTAGE_HOURS="0")  # failures recorded, not parked
     records = asyncio.run(commit_cycle(storage_connection_string, tenant, T1,
                                        [smtp_failed(tenant, T1), smtp_reenabled(tenant, T1)]))
     caplog.set_level(logging.DEBUG)

@@ -24,6 +24,7 @@ from azure.core.exceptions import ClientAuthenticationError
 
 from shared.alerts.channels.base import Channel, ChannelConfig, SendContext, register_channel
 from shared.alerts.content import AlertGroup, Digest, EventView, age, view
+from shared.collect.errors import TOKEN_HINTS
 from shared.alerts.http import DeliveryError, check_response
 from shared.collect.connection import GRAPH_SCOPE
 from shared.collect.credentials import CredentialError, CredentialSpec, build_credential
@@ -166,8 +167,12 @@ class GraphMail(Channel):
             token = await credential.get_token(GRAPH_SCOPE)
         except (ClientAuthenticationError, ValueError) as error:
             code = _AADSTS.search(str(error))
+            # A wrong, expired or unconsented credential is not fixed by retrying (nor by parking the alert for a
+            # day): it is recorded at once, with what to do.
+            hint = TOKEN_HINTS.get(code.group(0)) if code else None
             raise DeliveryError(f"token request failed ({type(error).__name__}"
-                                f"{': ' + code.group(0) if code else ''})") from None
+                                f"{': ' + code.group(0) if code else ''}{': ' + hint if hint else ''})",
+                                permanent=hint is not None) from None
         finally:
             await credential.close()
         url = f"{context.endpoints.graph.rstrip('/')}/users/{quote(self.sender, safe='@')}/sendMail"
