@@ -34,16 +34,22 @@ def body_of(req: func.HttpRequest) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+        body = json.loads(raw)
+        json.dumps(body, ensure_ascii=False).encode("utf-8")  # "\ud800" parses, but half a UTF-16 pair is not text
+    except UnicodeEncodeError:
+        raise api.BadRequest("the request body is not valid JSON text: it holds a lone UTF-16 surrogate escape "
+                             "(such as \\ud800)") from None
+    except (ValueError, RecursionError) as error:  # RecursionError: nested deeper than the parser goes
         raise api.BadRequest(f"the request body is not valid JSON ({error})") from None
+    return body
 
 
 def _limit(req: func.HttpRequest, name: str, default: int) -> int:
     raw = req.params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+    # isdigit() alone passes "²" (int() refuses it) and 5,000 digits (more than int() converts): both a 500 before.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3) or not 1 <= int(raw) <= 500:
         raise api.BadRequest(f"{name} must be a whole number from 1 to 500, got {raw!r}")
     return int(raw)
 

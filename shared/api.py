@@ -6,8 +6,9 @@ validation), so the Functions layer only maps exceptions to status codes: BadReq
 
 from __future__ import annotations
 
+import string
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from shared.alerting import open_alerts
@@ -24,11 +25,12 @@ class BadRequest(ValueError):
 
 def tenant_id_from(raw: str | None) -> str:
     """A GUID, normalised; anything else is refused before it can reach a Table query (no OData injection)."""
-    try:
-        return str(uuid.UUID(str(raw or "")))
-    except ValueError:
-        raise BadRequest(f"tenantId must be a GUID such as 8c1d0f4e-1a2b-4c3d-8e9f-000000000001, got {raw!r}") \
-            from None
+    # uuid.UUID alone also takes what int(..., 16) tolerates ("_", "+", spaces, non-ASCII digits) and would map such
+    # a malformed id onto some other GUID: only ASCII hex digits get through, in the spellings uuid.UUID accepts.
+    digits = str(raw or "").removeprefix("urn:uuid:").strip("{}").replace("-", "")
+    if len(digits) != 32 or any(c not in string.hexdigits for c in digits):
+        raise BadRequest(f"tenantId must be a GUID such as 8c1d0f4e-1a2b-4c3d-8e9f-000000000001, got {raw!r}")
+    return str(uuid.UUID(digits))
 
 
 def _object(body: Any) -> dict[str, Any]:
@@ -186,6 +188,10 @@ async def snooze_alert(fleet: Fleet, tenant_id: str, alert_id: str, body: Any, *
     await _config(fleet, tenant_id)
     raw = _object(body).get("until")
     until = parse_time_or_none(raw)
+    try:
+        until = until.astimezone(timezone.utc) if until else None  # stored and shown in UTC
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-05:00: a valid time whose UTC is past year 9999
+        until = None
     if until is None or until <= now:
         raise BadRequest(f"until: expected a future ISO 8601 time such as {format_time(now)}, got {raw!r}")
     return await fleet.monitor.store.annotate_event(tenant_id, _alert_id(alert_id), snoozed_until=until)

@@ -277,7 +277,7 @@ class TenantConfig:
             credential=credential,
             enabled=data.get("enabled", True),
             schedule_minutes=data.get("scheduleMinutes"),
-            approved_exclusions=data.get("approvedExclusions") or {},
+            approved_exclusions={} if data.get("approvedExclusions") is None else data["approvedExclusions"],
             routing=data.get("routing"),
             tags=() if tags is None else tags,
             last_success_at=_parse_time(data.get("lastSuccessAt"), "lastSuccessAt"),

@@ -34,9 +34,58 @@ def read_snapshot(path: str) -> TenantSnapshot:
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"{path}: cannot read it ({error})") from None
     try:
-        return load_snapshot(text)
+        snapshot = load_snapshot(text)
     except SnapshotError as error:
         raise UsageError(f"{path}: {error}") from None
+    except (ValueError, RecursionError) as error:
+        # json.loads' own limits: numbers over 4,300 digits (ValueError), nesting deeper than the recursion limit.
+        raise UsageError(f"{path}: snapshot: not valid JSON ({error})") from None
+    problem = _out_of_range(snapshot) or _lone_surrogate(snapshot.to_json(), "")
+    if problem:
+        raise UsageError(f"{path}: {problem}")
+    return snapshot
+
+
+# A hand-made snapshot may hold values the envelope check lets through but the date arithmetic of compare (evidence
+# horizon, enforcement window) cannot take: keep collectedAt and the window far inside datetime's range.
+EARLIEST_COLLECTED_AT = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST_COLLECTED_AT = datetime(9000, 1, 1, tzinfo=timezone.utc)
+MAX_WINDOW_HOURS = 24 * 366
+
+
+def _out_of_range(snapshot: TenantSnapshot) -> str | None:
+    if not EARLIEST_COLLECTED_AT <= snapshot.collected_at < LATEST_COLLECTED_AT:
+        return (f"collectedAt: {snapshot.collected_at.isoformat()} is out of range (expected a time from "
+                f"{EARLIEST_COLLECTED_AT.year} to before {LATEST_COLLECTED_AT.year})")
+    hours = snapshot.settings.get("enforcementWindowHours")
+    if hours is not None and not hours <= MAX_WINDOW_HOURS:  # NaN and infinity fail this comparison too
+        return f"settings.enforcementWindowHours: expected a positive number of hours up to {MAX_WINDOW_HOURS}, " \
+               f"got {hours!r}"
+    return None
+
+
+def _lone_surrogate(value: Any, where: str) -> str | None:
+    """JSON escapes can spell half a UTF-16 pair ("\\ud800"), which is not text: it cannot be printed or stored."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{where or 'snapshot'}: contains a lone UTF-16 surrogate escape, which is not valid text"
+        return None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and _lone_surrogate(key, where):
+            return f"{where or 'snapshot'}: a field name holds a lone UTF-16 surrogate escape, which is not valid text"
+        name = f"{where}[{key}]" if isinstance(key, int) else (f"{where}.{key}" if where else key)
+        problem = _lone_surrogate(item, name)
+        if problem:
+            return problem
+    return None
 
 
 def report(snapshot: TenantSnapshot, results: list[ControlResult], evaluated_at: datetime) -> dict[str, Any]:

@@ -35,12 +35,16 @@ def snapshot_files(inputs: list[str]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            found = sorted(path.glob("*.json"))
+        try:
+            is_dir, exists = path.is_dir(), path.exists()
+            found = sorted(path.glob("*.json")) if is_dir else []
+        except OSError as error:  # e.g. a name too long for the file system
+            raise UsageError(f"{item}: cannot read it ({error.strerror or error})") from None
+        if is_dir:
             if not found:
                 raise UsageError(f"{item}: no *.json snapshot in this folder")
             files.extend(found)
-        elif path.exists():
+        elif exists:
             files.append(path)
         else:
             raise UsageError(f"{item}: no such file or folder")

@@ -37,7 +37,12 @@ class EnforcementWindow:
     @property
     def closes_at(self) -> datetime | None:
         """E + H, the first moment a successful legacy sign-in counts as a gap; None when the window is long gone."""
-        return None if self.started_at is None else self.started_at + timedelta(hours=self.hours)
+        if self.started_at is None:
+            return None
+        try:
+            return self.started_at + timedelta(hours=self.hours)
+        except OverflowError:  # a block "modified" at the end of time (bad data): its window never closes
+            return datetime.max.replace(tzinfo=timezone.utc)
 
     def contains(self, moment: datetime) -> bool:
         """E <= moment < E + H."""
