@@ -19,7 +19,7 @@ from shared.settings import SettingsError
 bp = func.Blueprint()
 log = logging.getLogger("authwatch.http")
 
-MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_BYTES = api.MAX_BODY_BYTES
 Handler = Callable[[func.HttpRequest, Any, datetime], Awaitable[tuple[int, Any]]]
 
 
@@ -28,30 +28,11 @@ def _json(status: int, body: Any) -> func.HttpResponse:
 
 
 def body_of(req: func.HttpRequest) -> Any:
-    raw = req.get_body() or b""
-    if len(raw) > MAX_BODY_BYTES:
-        raise api.BadRequest(f"the request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
-    if not raw.strip():
-        return None
-    try:
-        body = json.loads(raw)
-        json.dumps(body, ensure_ascii=False).encode("utf-8")  # "\ud800" parses, but half a UTF-16 pair is not text
-    except UnicodeEncodeError:
-        raise api.BadRequest("the request body is not valid JSON text: it holds a lone UTF-16 surrogate escape "
-                             "(such as \\ud800)") from None
-    except (ValueError, RecursionError) as error:  # RecursionError: nested deeper than the parser goes
-        raise api.BadRequest(f"the request body is not valid JSON ({error})") from None
-    return body
+    return api.parse_body(req.get_body() or b"")
 
 
 def _limit(req: func.HttpRequest, name: str, default: int) -> int:
-    raw = req.params.get(name)
-    if raw is None:
-        return default
-    # isdigit() alone passes "²" (int() refuses it) and 5,000 digits (more than int() converts): both a 500 before.
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3) or not 1 <= int(raw) <= 500:
-        raise api.BadRequest(f"{name} must be a whole number from 1 to 500, got {raw!r}")
-    return int(raw)
+    return api.parse_limit(req.params.get(name), name, default)
 
 
 async def _respond(req: func.HttpRequest, name: str, handler: Handler) -> func.HttpResponse:

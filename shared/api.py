@@ -6,6 +6,8 @@ validation), so the Functions layer only maps exceptions to status codes: BadReq
 
 from __future__ import annotations
 
+import json
+
 import string
 import uuid
 from datetime import datetime, timezone
@@ -21,6 +23,37 @@ from shared.service import accept_baseline
 
 class BadRequest(ValueError):
     """The request is malformed; the message names the problem."""
+
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def parse_body(raw: bytes) -> Any:
+    """A request body as JSON (None when empty), or BadRequest saying what is wrong with it. Shared by the function
+    app and `authwatch serve`, so both refuse the same bodies the same way."""
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest(f"the request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+    if not raw.strip():
+        return None
+    try:
+        body = json.loads(raw)
+        json.dumps(body, ensure_ascii=False).encode("utf-8")  # "\ud800" parses, but half a UTF-16 pair is not text
+    except UnicodeEncodeError:
+        raise BadRequest("the request body is not valid JSON text: it holds a lone UTF-16 surrogate escape "
+                         "(such as \\ud800)") from None
+    except (ValueError, RecursionError) as error:  # RecursionError: nested deeper than the parser goes
+        raise BadRequest(f"the request body is not valid JSON ({error})") from None
+    return body
+
+
+def parse_limit(raw: str | None, name: str, default: int) -> int:
+    """A count query parameter: a whole number from 1 to 500."""
+    if raw is None:
+        return default
+    # isdigit() alone passes "²" (int() refuses it) and 5,000 digits (more than int() converts): both a 500 before.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3) or not 1 <= int(raw) <= 500:
+        raise BadRequest(f"{name} must be a whole number from 1 to 500, got {raw!r}")
+    return int(raw)
 
 
 def tenant_id_from(raw: str | None) -> str:

@@ -468,27 +468,16 @@ class DashboardServer:
 
 
 def _limit(query: Mapping[str, str], name: str, default: int) -> int:
-    """The same bounds as the function app's query parameters: a whole number from 1 to 500."""
-    from shared.api import BadRequest
+    """The same bounds as the function app's query parameters (shared.api.parse_limit)."""
+    from shared.api import parse_limit
 
-    raw = query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
-        raise BadRequest(f"{name} must be a whole number from 1 to 500, got {raw!r}")
-    return int(raw)
+    return parse_limit(query.get(name), name, default)
 
 
 async def _body(request: Any) -> Any:
-    from shared.api import BadRequest
+    from shared.api import parse_body
 
-    raw = await request.read()
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadRequest(f"the request body is not valid JSON ({error})") from None
+    return parse_body(await request.read())
 
 
 def _first_line(error: BaseException) -> str:
