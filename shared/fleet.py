@@ -61,7 +61,7 @@ async def fan_out(fleet: Fleet, *, now: datetime, reason: str = "schedule") -> F
     """Queue one evaluation per enabled, due tenant whose lease this call wins."""
     queued: list[str] = []
     not_due = in_flight = disabled = 0
-    for config in await fleet.registry.list():
+    for config, row in await fleet.registry.list_rows():
         if not config.enabled:
             disabled += 1
             continue
@@ -69,7 +69,7 @@ async def fan_out(fleet: Fleet, *, now: datetime, reason: str = "schedule") -> F
             not_due += 1
             continue
         lease = in_flight_lease(config.schedule_minutes or fleet.default_minutes)
-        if not await fleet.registry.claim_in_flight(config.tenant_id, now=now, lease=lease):
+        if not await fleet.registry.claim_in_flight(config.tenant_id, now=now, lease=lease, row=row):
             in_flight += 1
             continue
         await fleet.evaluations.send(evaluation_message(config, now, reason))

@@ -386,14 +386,18 @@ class TenantRegistry:
     async def list(self, *, enabled_only: bool = False) -> list[TenantConfig]:
         """Every registered tenant (one query over the partition), sorted by display name. A row that cannot be read
         is logged as an error and left out rather than stopping the whole fleet."""
+        return [config for config, _ in await self.list_rows(enabled_only=enabled_only)]
+
+    async def list_rows(self, *, enabled_only: bool = False) -> list[tuple[TenantConfig, dict[str, Any]]]:
+        """`list()` with each tenant's row as read, for a conditional write that needs no second read."""
         query = "PartitionKey eq @pk" + (" and Enabled eq true" if enabled_only else "")
-        configs = []
+        found = []
         async for entity in self._table.query_entities(query, parameters={"pk": PARTITION}):
             try:
-                configs.append(_from_entity(entity))
+                found.append((_from_entity(entity), entity))
             except RegistryError as error:
                 log.error("unreadable registry row", extra={"tenant_id": entity.get("RowKey"), "error": str(error)})
-        return sorted(configs, key=lambda config: (config.display_name.lower(), config.tenant_id))
+        return sorted(found, key=lambda pair: (pair[0].display_name.lower(), pair[0].tenant_id))
 
     async def get(self, tenant_id: str) -> TenantConfig | None:
         entity = await self._read(tenant_key(tenant_id))
@@ -470,9 +474,11 @@ class TenantRegistry:
 
         await self._write(key, change)
 
-    async def claim_in_flight(self, tenant_id: str, *, now: datetime, lease: timedelta) -> bool:
+    async def claim_in_flight(self, tenant_id: str, *, now: datetime, lease: timedelta,
+                              row: dict[str, Any] | None = None) -> bool:
         """Take the tenant's fan-out lease until now + lease; False when another claim still holds it (or the tenant
-        is unknown). Two timers racing on one tenant: exactly one wins (ETag-conditional write)."""
+        is unknown). Two timers racing on one tenant: exactly one wins (ETag-conditional write). `row` (from
+        `list_rows`) saves reading the row again: one transaction per tenant, unless someone wrote it meanwhile."""
         key = tenant_key(tenant_id)
         now = _utc(now, "now")
         won = True
@@ -485,7 +491,7 @@ class TenantRegistry:
             return _apply(entity, {"InFlightUntil": now + lease, "LastAttemptAt": now}) \
                 if won and entity is not None else None
 
-        await self._write(key, change)
+        await self._write(key, change, known=row)
         return won
 
     async def release_in_flight(self, tenant_id: str) -> None:
@@ -501,11 +507,12 @@ class TenantRegistry:
             return None
 
     async def _write(self, key: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None], *,
-                     create: bool = False) -> dict[str, Any]:
-        """Read the row, let `change` return the new row (None: nothing to write), write it if the row is still the
-        one read (ETag) — else read again and retry. Returns the row as written (or as read)."""
-        for _ in range(WRITE_ATTEMPTS):
-            current = await self._read(key)
+                     create: bool = False, known: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Read the row (or start from `known`, a row read earlier), let `change` return the new row (None: nothing
+        to write), write it if the row is still the one read (ETag) — else read again and retry. Returns the row as
+        written (or as read)."""
+        for attempt in range(WRITE_ATTEMPTS):
+            current = known if attempt == 0 and known is not None else await self._read(key)
             etag = current.metadata["etag"] if current is not None else None
             new = change(dict(current) if current is not None else None)
             if new is None:
