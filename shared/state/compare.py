@@ -20,8 +20,8 @@ from shared.controls import controls
 from shared.controls.conditional_access import legacy_block
 from shared.controls.enforcement_window import EnforcementWindow, describe_duration, offline_block_start
 from shared.evaluate import evaluate
-from shared.model import (LICENCE_ERROR_CODE, ControlResult, EvaluationContext, Status, TenantSnapshot, format_time,
-                          parse_time_or_none)
+from shared.model import (LICENCE_ERROR_CODE, ControlResult, EvaluationContext, SourceError, Status, TenantSnapshot,
+                          format_time, parse_time_or_none)
 from shared.state import events as ev
 from shared.state.attribution import find_author, policy_modified_in
 from shared.state.config import Config, control_config, merge
@@ -254,9 +254,16 @@ class _Cycle:
         self.event(kind, change.control, severity, f"{verb}{who}: {name}: {listed}.", details, subject=change.key)
 
 
+def _telling_error(snapshot: TenantSnapshot) -> SourceError:
+    """The error that best says why a tenant cannot be read: a named code (AADSTS…, InvalidAuthenticationToken) over
+    a bare HTTP status, Graph's over Exchange's (whose error bodies say less)."""
+    return min(snapshot.errors.items(), key=lambda item: (item[1].code.upper().startswith("HTTP"),
+                                                           not item[0].startswith("graph."), item[0]))[1]
+
+
 def _unreachable(previous: dict[str, Any] | None, snapshot: TenantSnapshot, results: list[ControlResult],
                  cycle: _Cycle) -> dict[str, Any]:
-    error = next(iter(snapshot.errors.values()))
+    error = _telling_error(snapshot)
     if not (previous or {}).get("unreachable"):
         cycle.event(ev.TENANT_UNREACHABLE, None, "high",
                     f"authwatch cannot read this tenant: {error.code}: {error.message}",
