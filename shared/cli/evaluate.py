@@ -28,7 +28,8 @@ def add_parser(commands: Any) -> None:
 
 def read_snapshot(path: str) -> TenantSnapshot:
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        # utf-8-sig: Windows tools (PowerShell's Out-File, Notepad) often start UTF-8 files with a byte-order mark.
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:

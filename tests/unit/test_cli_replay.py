@@ -48,3 +48,11 @@ def test_bad_input_exits_2_naming_the_file(tmp_path, capsys):
     empty.mkdir()
     assert main(["replay", str(empty)]) == 2
     assert "no *.json" in capsys.readouterr().err
+
+
+def test_a_snapshot_saved_with_a_byte_order_mark_is_read(tmp_path, capsys):
+    # PowerShell's Out-File and Notepad write UTF-8 with a BOM; the file is still the same JSON.
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(snapshot_json()).encode())
+    assert main(["evaluate", "--snapshot", str(bom), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tenantId"]
