@@ -7,7 +7,6 @@ validation), so the Functions layer only maps exceptions to status codes: BadReq
 from __future__ import annotations
 
 import json
-
 import string
 import uuid
 from datetime import datetime, timezone

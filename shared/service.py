@@ -138,7 +138,7 @@ async def flush_outbox(monitor: Monitor, tenant_id: str, *, now: datetime) -> in
     return len(alerts)
 
 
-async def evaluate_tenant(access: TenantAccess, monitor: Monitor, *, now: datetime, http=None) -> TenantOutcome:
+async def evaluate_tenant(access: TenantAccess, monitor: Monitor, *, now: datetime) -> TenantOutcome:
     """Collect, compare, persist and enqueue one tenant. Failures become part of the outcome; nothing escapes."""
     outcome = TenantOutcome(tenant_id=access.tenant_id, display_name=access.display_name or access.tenant_id)
     started = time.monotonic()
@@ -154,7 +154,7 @@ async def evaluate_tenant(access: TenantAccess, monitor: Monitor, *, now: dateti
             owed = bool(await monitor.store.pending_events(access.tenant_id))
         stage = "collect"
         outcome.snapshot = await collect_tenant(access, monitor.endpoints, now=now, since=watermark(record.state),
-                                                http=http, budget=monitor.budget, hints=hints_from(record.state),
+                                                budget=monitor.budget, hints=hints_from(record.state),
                                                 pools=monitor.pools)
         stage = "persist"
         comparison = await _commit(monitor, access.tenant_id, outcome.snapshot, now, record, outbox_owed=owed)

@@ -39,7 +39,6 @@ log = logging.getLogger("authwatch.serve")
 DEFAULT_PORT = 8710
 HOST = "127.0.0.1"
 DEMO_SECRET_SETTING = "AUTHWATCH_DEMO_SECRET"
-MAX_BODY_BYTES = 64 * 1024
 
 # The second demo cycle (see the module docstring).
 FABRIKAM = "8c1d0f4e-1a2b-4c3d-8e9f-000000000002"
@@ -318,6 +317,8 @@ class DashboardServer:
             await self.fleet.close()
             raise UsageError(f"cannot reach the storage account ({type(error).__name__}: {_first_line(error)}); "
                              "check AUTHWATCH_STORAGE_CONNECTION_STRING, or try `authwatch serve --demo`") from None
+        from shared.api import MAX_BODY_BYTES  # the function app's limit too
+
         application = web.Application(client_max_size=MAX_BODY_BYTES)
         self._routes(application)
         self._runner = web.AppRunner(application, access_log=None)

@@ -24,10 +24,10 @@ from azure.core.exceptions import ClientAuthenticationError
 
 from shared.alerts.channels.base import Channel, ChannelConfig, SendContext, register_channel
 from shared.alerts.content import AlertGroup, Digest, EventView, age, view
-from shared.collect.errors import TOKEN_HINTS
 from shared.alerts.http import DeliveryError, check_response
 from shared.collect.connection import GRAPH_SCOPE
 from shared.collect.credentials import CredentialError, CredentialSpec, build_credential
+from shared.collect.errors import TOKEN_HINTS
 
 _ADDRESS = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
