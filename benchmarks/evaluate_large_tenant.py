@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from shared.controls import controls
-    from shared.evaluate import evaluate
+    from shared.controls.evaluate import evaluate
     from shared.model import EvaluationContext, load_snapshot
 
     text = json.dumps(synthetic_snapshot(args.mailboxes, args.policies, args.signins))

@@ -132,7 +132,7 @@ def lower_bound(report_requests: int, latency_s: float, chain_requests: int = 4)
 async def run_cycle(fleet: Any, now: datetime, concurrency: int, counter: TableCounter) -> tuple[float, int, int]:
     """The timer's fan-out, then every queued message through the worker's function, as the host would run them.
     Returns the wall time of the whole cycle and the Table transactions of the fan-out and of the workers."""
-    from shared.fleet import EvaluationFailed, evaluate_registered, fan_out
+    from shared.cycle.fleet import EvaluationFailed, evaluate_registered, fan_out
 
     started, cpu = time.perf_counter(), time.process_time()
     counter.count = 0
@@ -185,11 +185,11 @@ def summarise(label: str, tenants: int, wall: float, counts: dict[str, Any], tab
 async def bench(tenants: int, latency_ms: int, concurrency: int) -> dict[str, Any]:
     from shared.collect import MicrosoftEndpoints
     from shared.collect.credentials import CredentialSpec
-    from shared.fleet import EVALUATIONS_QUEUE, Fleet
-    from shared.registry import TenantConfig, TenantRegistry
-    from shared.service import Monitor
+    from shared.cycle.fleet import EVALUATIONS_QUEUE, Fleet
+    from shared.cycle.service import Monitor
     from shared.storage.queues import ALERTS_QUEUE, JsonQueue
     from shared.storage.tenant_store import TenantStore
+    from shared.tenants.registry import TenantConfig, TenantRegistry
     from simulator.azurite import Azurite
 
     parent, child = multiprocessing.Pipe()

@@ -1,4 +1,4 @@
-"""Dashboard blueprint (function-level auth): the dashboard page, one self-contained HTML response (shared/web).
+"""Dashboard blueprint (function-level auth): the dashboard page, one self-contained HTML response (shared/views/web).
 
 Open it as https://<app>.azurewebsites.net/api/dashboard?code=<function key>: the page reads the key from its URL
 and sends it as `x-functions-key` to the JSON routes of functions/http_api.py. Their base is the app setting
@@ -13,7 +13,7 @@ import os
 
 import azure.functions as func
 
-from shared.web import render_page
+from shared.views.web import render_page
 
 bp = func.Blueprint()
 log = logging.getLogger("authwatch.http")

@@ -13,8 +13,8 @@ from typing import Any, Awaitable, Callable
 
 import azure.functions as func
 
-from shared import api
 from shared.settings import SettingsError
+from shared.views import api
 
 bp = func.Blueprint()
 log = logging.getLogger("authwatch.http")

@@ -29,7 +29,7 @@ def _document(msg: func.QueueMessage) -> dict[str, Any]:
 
 
 def _tenant_id(document: dict[str, Any]) -> str | None:
-    from shared.api import BadRequest, tenant_id_from
+    from shared.views.api import BadRequest, tenant_id_from
 
     try:
         return tenant_id_from(document.get("tenantId"))
@@ -40,7 +40,7 @@ def _tenant_id(document: dict[str, Any]) -> str | None:
 @bp.queue_trigger(arg_name="msg", queue_name="evaluations", connection=CONNECTION)
 async def evaluate_tenant(msg: func.QueueMessage) -> None:
     from shared.bootstrap import build_fleet
-    from shared.fleet import evaluate_registered
+    from shared.cycle.fleet import evaluate_registered
 
     document = _document(msg)
     tenant_id = _tenant_id(document)
@@ -62,7 +62,7 @@ async def evaluate_tenant(msg: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name="evaluations-poison", connection=CONNECTION)
 async def evaluation_poison(msg: func.QueueMessage) -> None:
     from shared.bootstrap import build_fleet
-    from shared.fleet import record_poison
+    from shared.cycle.fleet import record_poison
 
     fleet = build_fleet()
     try:

@@ -14,7 +14,7 @@ log = logging.getLogger("authwatch.timer")
 @bp.timer_trigger(arg_name="timer", schedule="%AUTHWATCH_SCHEDULE%", run_on_startup=False, use_monitor=True)
 async def fan_out(timer: func.TimerRequest) -> None:
     from shared.bootstrap import build_fleet
-    from shared.fleet import fan_out as queue_due_tenants
+    from shared.cycle.fleet import fan_out as queue_due_tenants
 
     fleet = build_fleet()
     try:

@@ -6,13 +6,13 @@ import os
 from typing import Mapping
 
 from shared.collect.connection import ConnectionPools
-from shared.fleet import EVALUATIONS_QUEUE, Fleet
+from shared.cycle.fleet import EVALUATIONS_QUEUE, Fleet
+from shared.cycle.service import Monitor
 from shared.logs import configure_observability
-from shared.registry import TenantRegistry
-from shared.service import Monitor
 from shared.settings import Settings
 from shared.storage.queues import ALERTS_QUEUE, JsonQueue
 from shared.storage.tenant_store import TenantStore
+from shared.tenants.registry import TenantRegistry
 
 
 def build_monitor(settings: Settings) -> Monitor:

@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from shared.alerting import open_alerts
 from shared.alerts.channels import Channel, SendContext
 from shared.alerts.config import AlertSettings
 from shared.alerts.content import AlertGroup, Digest, DigestEntry, event_order, severity_rank, stable_id
 from shared.alerts.errors import AlertConfigError, AlertDeliveryFailed, InvalidAlert
 from shared.alerts.http import DeliveryError
+from shared.alerts.lifecycle import open_alerts
 from shared.alerts.routing import Routing, TenantInfo
 from shared.alerts.store import (
     DELIVERED,
@@ -120,7 +120,7 @@ class AlertService:
         self.parking = parking  # shared.storage.queues.JsonQueue of `alerts`: where a long outage parks a message
         self.tables = tables
         self.store = store  # shared.storage.tenant_store.TenantStore: history for the digest
-        self.registry = registry  # shared.registry.TenantRegistry: names, tags, per-tenant routing
+        self.registry = registry  # shared.tenants.registry.TenantRegistry: names, tags, per-tenant routing
         self.context = SendContext(policy=settings.policy, allow_loopback=settings.allow_loopback,
                                    endpoints=endpoints or MicrosoftEndpoints(), env=env or {}, clock=clock,
                                    sleep=sleep)
@@ -129,10 +129,10 @@ class AlertService:
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> AlertService:
         """Real adapters from the app settings. SettingsError / AlertConfigError name what is wrong."""
         from shared.logs import configure_observability
-        from shared.registry import TenantRegistry
         from shared.settings import Settings
         from shared.storage.queues import ALERTS_QUEUE, JsonQueue
         from shared.storage.tenant_store import TenantStore
+        from shared.tenants.registry import TenantRegistry
 
         env = os.environ if env is None else env
         configure_observability()

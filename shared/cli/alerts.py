@@ -7,9 +7,9 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from shared import api
 from shared.cli.fleetcmd import tenant_arg, with_fleet
 from shared.cli.render import table
+from shared.views import api
 
 
 def add_parser(commands: Any) -> None:

@@ -28,7 +28,7 @@ def add_parser(commands: Any) -> None:
 
 
 async def _accept(connection_string: "str | StorageAccount", tenant_id: str) -> dict:
-    from shared.service import accept_baseline
+    from shared.cycle.service import accept_baseline
 
     async with TenantStore.from_connection_string(connection_string) as store:
         await store.create()

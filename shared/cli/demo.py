@@ -22,8 +22,8 @@ from shared.cli.errors import UsageError
 from shared.cli.render import table
 from shared.collect import MicrosoftEndpoints, TenantAccess
 from shared.controls import controls
+from shared.cycle.service import Monitor, TenantOutcome, run_cycle
 from shared.model import ControlResult, Status, format_time
-from shared.service import Monitor, TenantOutcome, run_cycle
 from shared.storage.entities import StoredResult
 from shared.storage.queues import ALERTS_QUEUE, JsonQueue
 from shared.storage.tenant_store import TenantStore

@@ -14,7 +14,7 @@ from typing import Any
 
 from shared.cli.errors import UsageError
 from shared.cli.render import table
-from shared.evaluate import evaluate
+from shared.controls.evaluate import evaluate
 from shared.model import ControlResult, SnapshotError, TenantSnapshot, format_time, load_snapshot
 
 

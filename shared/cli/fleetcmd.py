@@ -12,8 +12,8 @@ from shared.settings import SettingsError
 def with_fleet(body: Callable[[Any], Awaitable[Any]]) -> Any:
     """Build the fleet from the environment, run `body(fleet)`, close it; settings and lookup problems become
     one-line errors that say what to do next."""
-    from shared.api import BadRequest
     from shared.bootstrap import build_fleet
+    from shared.views.api import BadRequest
 
     try:
         fleet = build_fleet()
@@ -37,7 +37,7 @@ def with_fleet(body: Callable[[Any], Awaitable[Any]]) -> Any:
 
 def tenant_arg(raw: str) -> str:
     """--tenant as a normalised GUID, or a one-line usage error."""
-    from shared.api import BadRequest, tenant_id_from
+    from shared.views.api import BadRequest, tenant_id_from
 
     try:
         return tenant_id_from(raw)

@@ -11,8 +11,8 @@ import json
 import sys
 from typing import Any
 
-from shared import permissions as manifest
 from shared.cli.render import table
+from shared.tenants import permissions as manifest
 
 
 def add_parser(commands: Any) -> None:

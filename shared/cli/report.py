@@ -1,6 +1,6 @@
 """`authwatch report --format html|csv|json [--tenant ID] [--out FILE]`: the fleet, or one tenant, from storage.
 
-Same data as the HTTP API (shared/reports.py documents the JSON schema and the CSV columns). Storage comes from
+Same data as the HTTP API (shared/views/reports.py documents the JSON schema and the CSV columns). Storage comes from
 AUTHWATCH_STORAGE_CONNECTION_STRING (or AzureWebJobsStorage). Without --out, CSV and JSON go to standard output
 (for scripts) and HTML to ./authwatch-report.html (for people); `--out -` always means standard output.
 """
@@ -20,7 +20,7 @@ DEFAULT_HTML = "authwatch-report.html"
 
 
 def add_parser(commands: Any) -> None:
-    from shared.reports import FORMATS
+    from shared.views.reports import FORMATS
 
     parser = commands.add_parser(
         "report", help="write a fleet or tenant report (html, csv, json) from storage",
@@ -52,7 +52,7 @@ def _now(raw: str | None) -> datetime:
 
 async def _build(env: Any, fmt: str, tenant_id: str | None, now: datetime) -> tuple[str, dict[str, Any]]:
     from shared.bootstrap import build_fleet
-    from shared.reports import build_report, render
+    from shared.views.reports import build_report, render
 
     fleet = build_fleet(env)
     try:
@@ -70,8 +70,8 @@ async def _build(env: Any, fmt: str, tenant_id: str | None, now: datetime) -> tu
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.api import BadRequest, tenant_id_from
     from shared.settings import Settings, SettingsError
+    from shared.views.api import BadRequest, tenant_id_from
 
     tenant_id = None
     if args.tenant is not None:

@@ -36,7 +36,7 @@ def _progress(done: int, total: int, started: float) -> None:
 
 
 async def _cycle(fleet: Any, concurrency: int) -> list[dict[str, Any]]:
-    from shared.fleet import EvaluationFailed, evaluate_registered
+    from shared.cycle.fleet import EvaluationFailed, evaluate_registered
 
     now = datetime.now(timezone.utc)
     configs = [config for config in await fleet.registry.list() if config.enabled]

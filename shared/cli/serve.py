@@ -1,11 +1,11 @@
 """`authwatch serve [--port N] [--demo]`: the dashboard and the read API on 127.0.0.1, without Azure Functions.
 
-The pages are the ones the function app serves (shared/web); the JSON routes call the same service functions as
-functions/http_api.py (shared/api.py), so local and deployed answers are the same, not a second implementation.
+The pages are the ones the function app serves (shared/views/web); the JSON routes call the same service functions as
+functions/http_api.py (shared/views/api.py), so local and deployed answers are the same, not a second implementation.
 
 Storage comes from AUTHWATCH_STORAGE_CONNECTION_STRING (or AzureWebJobsStorage). `--demo` starts Azurite and the
 simulator instead, registers the demo fleet (simulator/demo_fleet.py) and evaluates it through the queue worker's
-service function (shared.fleet.evaluate_registered) in two cycles on the demo's simulated clock:
+service function (shared.cycle.fleet.evaluate_registered) in two cycles on the demo's simulated clock:
 
 1. at DEMO_NOW (shared/cli/demo.py), with Fabrikam as it was before its story: the legacy-auth block enforced;
 2. one hour later, after admin@fabrikam.example switched that block to report-only (with the Conditional Access
@@ -132,7 +132,7 @@ def demo_env(connection_string: str, sim: Any, scenario: dict[str, Any],
 
 async def register_fleet(fleet: Any, scenario: dict[str, Any], *, now: datetime) -> None:
     """Put the scenario's tenants in the registry (what onboarding does), so the API and reports list them."""
-    from shared.registry import TenantConfig
+    from shared.tenants.registry import TenantConfig
 
     for tenant in scenario["tenants"]:
         config = TenantConfig.from_json({
@@ -146,7 +146,7 @@ async def register_fleet(fleet: Any, scenario: dict[str, Any], *, now: datetime)
 
 async def evaluate_fleet(fleet: Any, tenant_ids: list[str], *, now: datetime) -> None:
     """One cycle over the given tenants, through the queue worker's service function."""
-    from shared.fleet import EvaluationFailed, evaluate_registered
+    from shared.cycle.fleet import EvaluationFailed, evaluate_registered
 
     async def one(tenant_id: str) -> None:
         try:
@@ -233,7 +233,7 @@ def write_demo_report(connection_string: str, sim: Any, path: str, *, now: datet
     """For `authwatch demo`: register the simulator's tenants (the demo evaluates them without the registry) and
     write the fleet report to `path` (folders created). Returns the absolute path."""
     from shared.bootstrap import build_fleet
-    from shared.reports import write_report
+    from shared.views.reports import write_report
 
     env = demo_env(connection_string, sim, sim.scenario)
 
@@ -278,7 +278,7 @@ def running_demo(say: Callable[[str], None] = print, *, storage_from_env: bool =
 
 class DashboardServer:
     """The dashboard page and the read API on 127.0.0.1 (aiohttp). Each JSON route decodes its request and calls one
-    function of shared/api.py, mapping errors as the function app does (BadRequest → 400, LookupError → 404).
+    function of shared/views/api.py, mapping errors as the function app does (BadRequest → 400, LookupError → 404).
 
     `clock` is the API's notion of now (the demo's simulated clock with --demo). Run it in the foreground with
     `serve_forever()`, or in a background thread with start()/stop() (tests)."""
@@ -317,7 +317,7 @@ class DashboardServer:
             await self.fleet.close()
             raise UsageError(f"cannot reach the storage account ({type(error).__name__}: {_first_line(error)}); "
                              "check AUTHWATCH_STORAGE_CONNECTION_STRING, or try `authwatch serve --demo`") from None
-        from shared.api import MAX_BODY_BYTES  # the function app's limit too
+        from shared.views.api import MAX_BODY_BYTES  # the function app's limit too
 
         application = web.Application(client_max_size=MAX_BODY_BYTES)
         self._routes(application)
@@ -390,10 +390,10 @@ class DashboardServer:
     def _routes(self, application: Any) -> None:
         from aiohttp import web
 
-        from shared import api
+        from shared.views import api
 
         async def page(request: web.Request) -> web.Response:
-            from shared.web import render_page
+            from shared.views.web import render_page
 
             body, headers = render_page("/api/", source=self.source)
             return web.Response(text=body, headers={k: v for k, v in headers.items() if k != "Content-Type"},
@@ -469,14 +469,14 @@ class DashboardServer:
 
 
 def _limit(query: Mapping[str, str], name: str, default: int) -> int:
-    """The same bounds as the function app's query parameters (shared.api.parse_limit)."""
-    from shared.api import parse_limit
+    """The same bounds as the function app's query parameters (shared.views.api.parse_limit)."""
+    from shared.views.api import parse_limit
 
     return parse_limit(query.get(name), name, default)
 
 
 async def _body(request: Any) -> Any:
-    from shared.api import parse_body
+    from shared.views.api import parse_body
 
     return parse_body(await request.read())
 

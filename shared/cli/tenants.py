@@ -22,11 +22,11 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from shared import onboarding
 from shared.cli.errors import UsageError
 from shared.collect.credentials import MODES, CredentialError, CredentialSpec
-from shared.registry import RegistryError, TenantConfig, TenantExists, TenantRegistry
 from shared.settings import Settings, SettingsError, endpoints_from_env
+from shared.tenants import onboarding
+from shared.tenants.registry import RegistryError, TenantConfig, TenantExists, TenantRegistry
 
 
 def add_parser(commands: Any) -> None:

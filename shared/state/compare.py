@@ -19,9 +19,17 @@ from typing import Any
 from shared.controls import controls
 from shared.controls.conditional_access import legacy_block
 from shared.controls.enforcement_window import EnforcementWindow, describe_duration, offline_block_start
-from shared.evaluate import evaluate
-from shared.model import (LICENCE_ERROR_CODE, ControlResult, EvaluationContext, SourceError, Status, TenantSnapshot,
-                          format_time, parse_time_or_none)
+from shared.controls.evaluate import evaluate
+from shared.model import (
+    LICENCE_ERROR_CODE,
+    ControlResult,
+    EvaluationContext,
+    SourceError,
+    Status,
+    TenantSnapshot,
+    format_time,
+    parse_time_or_none,
+)
 from shared.state import events as ev
 from shared.state.attribution import find_author, policy_modified_in
 from shared.state.config import Config, control_config, merge

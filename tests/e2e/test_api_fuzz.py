@@ -29,10 +29,10 @@ from hypothesis import strategies as st
 
 from functions.http_api import MAX_BODY_BYTES
 from shared.model import format_time, parse_time_or_none
-from shared.registry import PARTITION as REGISTRY_PARTITION
-from shared.registry import TABLE as REGISTRY_TABLE
 from shared.storage.tenant_store import TABLE as STATE_TABLE
 from shared.storage.tenant_store import TenantStore
+from shared.tenants.registry import PARTITION as REGISTRY_PARTITION
+from shared.tenants.registry import TABLE as REGISTRY_TABLE
 from tests.conftest import EXTERNAL_STORAGE_ENV
 
 ROOT = Path(__file__).parents[2]

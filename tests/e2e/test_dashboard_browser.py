@@ -27,7 +27,7 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
                "--no-first-run", "--disable-sync"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 CONTOSO, FABRIKAM, TAILSPIN, LITWARE, WOODGROVE = (f"8c1d0f4e-1a2b-4c3d-8e9f-00000000000{i}" for i in (1, 2, 4, 6, 5))
-# The status colours of shared/web/app.css, as the browser computes them.
+# The status colours of shared/views/web/app.css, as the browser computes them.
 COLOURS = {"pass": "rgb(31, 136, 61)", "fail": "rgb(207, 34, 46)", "pending": "rgb(227, 179, 65)",
            "unknown": "rgb(130, 80, 223)", "not_applicable": "rgb(216, 222, 228)"}
 

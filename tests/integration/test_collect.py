@@ -7,10 +7,9 @@ import copy
 from datetime import datetime, timezone
 
 from shared.collect import TenantAccess, collect_tenant
-from shared.evaluate import evaluate
+from shared.controls.evaluate import evaluate
+from shared.cycle.service import Monitor, run_cycle
 from shared.model import SOURCES
-from shared.service import run_cycle
-from shared.service import Monitor
 from shared.storage.queues import ALERTS_QUEUE, JsonQueue
 from shared.storage.tenant_store import TenantStore
 from tests.builders import block_policy

@@ -28,8 +28,8 @@ import pytest
 from shared.collect import TenantAccess
 from shared.collect.exchange import EXCHANGE_SOURCES
 from shared.collect.graph import GRAPH_SOURCES
+from shared.cycle.service import Monitor, TenantOutcome, run_cycle
 from shared.model import SOURCES
-from shared.service import Monitor, TenantOutcome, run_cycle
 from shared.storage.queues import JsonQueue
 from shared.storage.tenant_store import TenantRecord, TenantStore
 from simulator import Simulator, load_scenario

@@ -46,12 +46,19 @@ from azure.storage.queue.aio import QueueClient
 from shared.alerts import AlertDeliveryFailed, AlertService, failed_deliveries
 from shared.alerts.content import INFORMATIONAL
 from shared.collect.credentials import CredentialSpec
-from shared.fleet import EVALUATIONS_QUEUE, EvaluationFailed, Fleet, evaluate_registered, evaluation_message, fan_out
-from shared.registry import TenantConfig, TenantRegistry
-from shared.service import Monitor, TenantOutcome
+from shared.cycle.fleet import (
+    EVALUATIONS_QUEUE,
+    EvaluationFailed,
+    Fleet,
+    evaluate_registered,
+    evaluation_message,
+    fan_out,
+)
+from shared.cycle.service import Monitor, TenantOutcome
 from shared.state.events import EVENT_TYPES
 from shared.storage.queues import ALERTS_QUEUE, JsonQueue
 from shared.storage.tenant_store import TenantStore
+from shared.tenants.registry import TenantConfig, TenantRegistry
 from simulator.azurite import Azurite
 from tests.builders import block_policy
 from tests.conftest import EXTERNAL_STORAGE_ENV, endpoints_for

@@ -19,11 +19,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from shared import permissions
 from shared.cli import main
 from shared.collect.credentials import CredentialSpec
-from shared.onboarding import AccessCheck, admin_consent_url, check_access
-from shared.registry import TenantRegistry
+from shared.tenants import permissions
+from shared.tenants.onboarding import AccessCheck, admin_consent_url, check_access
+from shared.tenants.registry import TenantRegistry
 from simulator.scenario import DEFAULT_PERMISSIONS
 from tests.conftest import endpoints_for
 
@@ -313,14 +313,14 @@ def test_cli_rejects_bad_input_with_status_2(cli_env, simulator_for, tenant_id, 
 
 def diagnosed(*probes):
     from shared.collect.connection import MicrosoftEndpoints
-    from shared.onboarding import diagnose
+    from shared.tenants.onboarding import diagnose
 
     return diagnose(str(uuid.UUID(int=1)), FEDERATED_SPEC, MicrosoftEndpoints(), list(probes))
 
 
 def test_no_managed_identity_where_the_check_runs_says_where_it_can_run():
     from shared.model import SourceError
-    from shared.onboarding import Probe
+    from shared.tenants.onboarding import Probe
 
     [problem] = diagnosed(Probe("token.graph", SourceError(None, "CredentialUnavailableError",
                                                            "ManagedIdentityCredential authentication unavailable")))
@@ -330,7 +330,7 @@ def test_no_managed_identity_where_the_check_runs_says_where_it_can_run():
 
 def test_throttling_blocks_as_unverified_but_an_odd_answer_does_not():
     from shared.model import SourceError
-    from shared.onboarding import Probe
+    from shared.tenants.onboarding import Probe
 
     throttled, odd = diagnosed(Probe("graph.organization", SourceError(429, "TooManyRequests", "slow down")),
                                Probe("graph.sharepointSettings", SourceError(404, "itemNotFound", "no SharePoint")))

@@ -1,4 +1,4 @@
-"""`authwatch serve` over the demo fleet (its own Azurite + the simulator): the JSON routes answer what shared/api.py
+"""`authwatch serve` over the demo fleet (its own Azurite + the simulator): the JSON routes answer what shared/views/api.py
 answers, errors map as in the function app, the page is served with its CSP; `authwatch report` writes HTML, CSV and
 JSON from the same storage, parsed back here; the function app's dashboard blueprint serves the same page."""
 
@@ -18,10 +18,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from shared import api, reports
 from shared.bootstrap import build_fleet
 from shared.cli.serve import DashboardServer, running_demo
 from shared.controls import controls
+from shared.views import api, reports
 from simulator.demo_fleet import demo_fleet
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from shared.collect import TenantAccess
-from shared.service import Monitor, evaluate_tenant
+from shared.cycle.service import Monitor, evaluate_tenant
 from shared.storage.queues import JsonQueue
 from shared.storage.tenant_store import TenantStore
 from tests.builders import block_policy
@@ -146,7 +146,7 @@ def test_same_cycle_delivered_twice_raises_nothing_new(simulator_for, storage_co
 
 
 def test_accepting_a_baseline_moves_the_reference(simulator_for, storage_connection_string, queue_name):
-    from shared.service import accept_baseline
+    from shared.cycle.service import accept_baseline
 
     tenant = str(uuid.uuid4())
     sim = simulator_for(scenario(tenant))

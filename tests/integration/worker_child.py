@@ -16,8 +16,8 @@ import signal
 import sys
 
 from shared.collect import MicrosoftEndpoints, TenantAccess
+from shared.cycle.service import Monitor, evaluate_tenant
 from shared.model import parse_time
-from shared.service import Monitor, evaluate_tenant
 from shared.storage.queues import ALERTS_QUEUE, JsonQueue
 from shared.storage.tenant_store import TenantStore
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.controls import controls
-from shared.evaluate import evaluate
+from shared.controls.evaluate import evaluate
 from shared.model import EXCHANGE_SOURCES, GRAPH_SOURCES, EvaluationContext, Status, snapshot_from_json
 from tests.builders import block_policy, snapshot_json
 

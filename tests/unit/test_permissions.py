@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from shared import permissions as manifest
 from shared.cli import main
 from shared.collect.exchange import EXCHANGE_SOURCES
 from shared.collect.graph import GRAPH_SOURCES
 from shared.controls import controls
+from shared.tenants import permissions as manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -36,7 +36,7 @@ def sdk_path(source) -> str:
 def test_every_graph_source_the_collector_reads_is_in_the_manifest(source):
     """Inspected from the collector itself: the request builder's path (and the $batch URL) match the entry."""
     endpoint = manifest.BY_SOURCE.get(f"graph.{source.name}")
-    assert endpoint is not None, f"graph.{source.name} is collected but missing from shared/permissions.py"
+    assert endpoint is not None, f"graph.{source.name} is collected but missing from shared/tenants/permissions.py"
     assert (endpoint.method, endpoint.path) == ("GET", sdk_path(source))
     if source.batch_url:
         assert source.batch_url.split("?", 1)[0] == endpoint.path
@@ -46,7 +46,7 @@ def test_every_graph_source_the_collector_reads_is_in_the_manifest(source):
 @pytest.mark.parametrize("source", EXCHANGE_SOURCES, ids=lambda source: source.name)
 def test_every_exchange_cmdlet_the_collector_runs_is_in_the_manifest_and_read_only(source):
     endpoint = manifest.BY_SOURCE.get(f"exchange.{source.name}")
-    assert endpoint is not None, f"exchange.{source.name} is collected but missing from shared/permissions.py"
+    assert endpoint is not None, f"exchange.{source.name} is collected but missing from shared/tenants/permissions.py"
     assert endpoint.cmdlet == source.cmdlet
     assert source.cmdlet.startswith("Get-"), f"{source.cmdlet} is not a read"
     assert set(endpoint.permissions) == {"Exchange.ManageAsApp", "Entra role: Global Reader"}

@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from shared import reports
 from shared.controls import controls
+from shared.views import reports
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 CONTROL_IDS = [control.id for control in controls()]

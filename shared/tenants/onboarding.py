@@ -1,7 +1,7 @@
 """Adding a tenant: the steps people take, and an end-to-end check that says exactly what is still missing.
 
 One multi-tenant app registration (per deployment, in the operator's tenant) carries the manifest's permissions
-(`shared/permissions.py`); the managed identity is its federated credential, so no secret exists. Per customer
+(`shared/tenants/permissions.py`); the managed identity is its federated credential, so no secret exists. Per customer
 tenant, its admin (1) consents to the app — the admin-consent URL — and (2) assigns the Entra role Global Reader to
 the app's service principal, which the Exchange admin API requires on top of Exchange.ManageAsApp.
 
@@ -22,12 +22,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared import permissions as manifest
-from shared.collect.snapshot import fetch_token, graph_client
 from shared.collect import exchange, graph
 from shared.collect.connection import EXCHANGE_SCOPE, GRAPH_SCOPE, MicrosoftEndpoints, http_client
 from shared.collect.credentials import CredentialError, CredentialSpec, build_credential, exchange_audience
+from shared.collect.snapshot import fetch_token, graph_client
 from shared.model import LICENCE_ERROR_CODE, SourceError
+from shared.tenants import permissions as manifest
 
 # The Exchange read that proves Exchange.ManageAsApp + the role: every Get-* cmdlet needs the same two.
 EXCHANGE_PROBE = "organizationConfig"

@@ -1,6 +1,6 @@
 """Reports: the fleet (or one tenant) from storage, as JSON, CSV or one self-contained HTML file.
 
-The data is what the HTTP API answers (shared/api.py: list_tenants, then tenant_detail per tenant), reshaped once
+The data is what the HTTP API answers (shared/views/api.py: list_tenants, then tenant_detail per tenant), reshaped once
 into a report document (`build_report`); the three formats are views of that document.
 
 JSON (`to_json`) — the document itself, schema `authwatch.report/1` (REPORT_SCHEMA below is its JSON Schema):
@@ -42,8 +42,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from shared import api
 from shared.model import format_time
+from shared.views import api
 
 SCHEMA = "authwatch.report/1"
 FORMATS = ("html", "csv", "json")
@@ -105,7 +105,7 @@ class ReportError(ValueError):
 
 
 def catalogue() -> list[dict[str, Any]]:
-    from shared.web import catalogue as web_catalogue
+    from shared.views.web import catalogue as web_catalogue
 
     return web_catalogue()
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Mapping
 
-from shared.registry import RegistryError, TenantConfig, TenantRegistry, due
-from shared.service import Monitor, TenantOutcome, evaluate_tenant
-from shared.storage.queues import JsonQueue
+from shared.cycle.service import Monitor, TenantOutcome, evaluate_tenant
 from shared.model import format_time
+from shared.storage.queues import JsonQueue
+from shared.tenants.registry import RegistryError, TenantConfig, TenantRegistry, due
 
 log = logging.getLogger("authwatch.fleet")
 

@@ -12,12 +12,12 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from shared.alerting import open_alerts
+from shared.alerts.lifecycle import open_alerts
 from shared.controls.enforcement_window import EnforcementWindow
-from shared.fleet import Fleet, evaluation_message
+from shared.cycle.fleet import Fleet, evaluation_message
+from shared.cycle.service import accept_baseline
 from shared.model import format_time, parse_time_or_none
-from shared.registry import RegistryError, TenantConfig, TenantExists
-from shared.service import accept_baseline
+from shared.tenants.registry import RegistryError, TenantConfig, TenantExists
 
 
 class BadRequest(ValueError):
