@@ -189,7 +189,8 @@ async def bench(tenants: int, latency_ms: int, concurrency: int) -> dict[str, An
     from shared.cycle.service import Monitor
     from shared.storage.queues import ALERTS_QUEUE, JsonQueue
     from shared.storage.tenant_store import TenantStore
-    from shared.tenants.registry import TenantConfig, TenantRegistry
+    from shared.tenants.config import TenantConfig
+    from shared.tenants.registry import TenantRegistry
     from simulator.azurite import Azurite
 
     parent, child = multiprocessing.Pipe()

@@ -1,8 +1,8 @@
-"""Scenario loading, validation and Microsoft defaults.
+"""Scenario loading and validation.
 
 A scenario is plain JSON so tests and the demo can write it by hand. ``load_scenario`` returns a
 *normalised deep copy*: every optional section is filled with the default a fresh Microsoft 365
-tenant would show, so ``Simulator.update_tenant`` callbacks can mutate any part of it (for example
+tenant would show (defaults.py), so ``Simulator.update_tenant`` callbacks can mutate any part of it (for example
 ``t["graph"]["conditionalAccessPolicies"].append(...)``) without first checking it exists.
 Validation is strict on purpose: a typo in a scenario should fail loudly with the field named,
 not silently serve a default.
@@ -18,6 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .defaults import (
+    DEFAULT_PERMISSIONS,
+    EXCHANGE_ITEMS,
+    GRAPH_ITEMS,
+    default_exchange,
+    default_graph,
+)
 from .limits import DEFAULT_LATENCY_WITH_LIMITS_MS, normalize_limits
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -36,34 +43,6 @@ GRAPH_KEYS = (
 )
 ENDPOINT_KEYS = ("token", *GRAPH_KEYS)
 
-#: Application permissions granted to the app when a tenant does not list ``permissions``.
-#: Graph permissions gate Graph endpoints (403 Authorization_RequestDenied when missing);
-#: Exchange.ManageAsApp gates InvokeCommand (401 when missing, as the real service does).
-DEFAULT_PERMISSIONS = (
-    "Organization.Read.All",
-    "Policy.Read.All",
-    "SharePointTenantSettings.Read.All",
-    "AuditLog.Read.All",
-    "Mail.Send",
-    "Exchange.ManageAsApp",
-)
-
-GRAPH_ITEMS = {
-    "organization": dict,
-    "securityDefaults": dict,
-    "conditionalAccessPolicies": list,
-    "sharepointSettings": dict,
-    "signIns": list,
-    "directoryAudits": list,
-}
-EXCHANGE_ITEMS = {
-    "organizationConfig": dict,
-    "transportConfig": dict,
-    "authenticationPolicies": list,
-    "casMailboxes": list,
-    "casMailboxPlans": list,
-    "users": list,
-}
 TENANT_KEYS = {
     "tenantId", "displayName", "app", "consent", "exchangeRole", "licensed", "permissions",
     "graph", "exchange", "faults",
@@ -73,96 +52,6 @@ FAULT_KEYS = {"status", "times", "body", "rawBody", "retryAfter", "delay", "skip
 
 DEFAULT_PAGE_SIZE = {"graph": 100, "exchange": 1000}
 DEFAULT_TOKEN_LIFETIME = 3599
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", text.lower()) or "tenant"
-
-
-def initial_domain(tenant: dict[str, Any]) -> str:
-    """The tenant's ``*.onmicrosoft.com`` domain (from verifiedDomains when given)."""
-    org = tenant.get("graph", {}).get("organization") or {}
-    for dom in org.get("verifiedDomains") or []:
-        if isinstance(dom, dict) and dom.get("isInitial") and dom.get("name"):
-            return str(dom["name"])
-    name = tenant.get("displayName") or f"tenant{tenant['tenantId'][:8]}"
-    return f"{_slug(name)}.onmicrosoft.com"
-
-
-def default_graph(tenant: dict[str, Any], item: str) -> Any:
-    """What Graph serves for a tenant whose scenario omits ``graph.<item>``."""
-    tid = tenant["tenantId"]
-    if item == "organization":
-        domain = initial_domain(tenant)
-        return {
-            "id": tid,
-            "displayName": tenant.get("displayName") or domain.split(".")[0],
-            "tenantType": "AAD",
-            "countryLetterCode": "US",
-            "createdDateTime": "2020-01-01T00:00:00Z",
-            "onPremisesSyncEnabled": None,
-            "technicalNotificationMails": [f"admin@{domain}"],
-            "verifiedDomains": [
-                {"capabilities": "Email, OfficeCommunicationsOnline", "isDefault": True, "isInitial": True,
-                 "name": domain, "type": "Managed"},
-            ],
-        }
-    if item == "securityDefaults":
-        # Tenants created before Oct 2019 (or that turned it off) show isEnabled false; a monitor of
-        # legacy auth mostly meets those, so "off" is the more useful default.
-        return {
-            "id": "00000000-0000-0000-0000-000000000005",
-            "displayName": "Security Defaults",
-            "description": "Security defaults is a set of basic identity security mechanisms recommended by Microsoft.",
-            "isEnabled": False,
-        }
-    if item == "sharepointSettings":
-        # SharePoint Online ships with LegacyAuthProtocolsEnabled = $true.
-        return {
-            "allowedDomainGuidsForSyncApp": [],
-            "availableManagedPathsForSiteCreation": ["/sites/", "/teams/"],
-            "deletedUserPersonalSiteRetentionPeriodInDays": 30,
-            "excludedFileExtensionsForSyncApp": [],
-            "idleSessionSignOut": {"isEnabled": False, "warnAfterInSeconds": 0, "signOutAfterInSeconds": 0},
-            "imageTaggingOption": "basic",
-            "isCommentingOnSitePagesEnabled": True,
-            "isFileActivityNotificationEnabled": True,
-            "isLegacyAuthProtocolsEnabled": True,
-            "isLoopEnabled": True,
-            "isMacSyncAppEnabled": True,
-            "isRequireAcceptingUserToMatchInvitedUserEnabled": True,
-            "isResharingByExternalUsersEnabled": False,
-            "isSharePointMobileNotificationEnabled": True,
-            "isSharePointNewsfeedEnabled": True,
-            "isSiteCreationEnabled": True,
-            "isSiteCreationUIEnabled": True,
-            "isSitePagesCreationEnabled": True,
-            "isSitesStorageLimitAutomatic": True,
-            "isSyncButtonHiddenOnPersonalSite": False,
-            "isUnmanagedSyncAppForTenantRestricted": False,
-            "personalSiteDefaultStorageLimitInMB": 1048576,
-            "sharingAllowedDomainList": [],
-            "sharingBlockedDomainList": [],
-            "sharingCapability": "externalUserAndGuestSharing",
-            "sharingDomainRestrictionMode": "none",
-            "siteCreationDefaultManagedPath": "/sites/",
-            "siteCreationDefaultStorageLimitInMB": 26214400,
-            "tenantDefaultTimezone": "(UTC) Coordinated Universal Time",
-        }
-    return []  # collections: no CA policies, no sign-ins, no audit events
-
-
-def default_exchange(tenant: dict[str, Any], item: str) -> Any:
-    """What Exchange Online serves for a tenant whose scenario omits ``exchange.<item>``."""
-    domain = initial_domain(tenant)
-    if item == "organizationConfig":
-        # No org-wide default authentication policy; modern auth on (the default since 2017).
-        return {"Name": domain, "Identity": domain, "DefaultAuthenticationPolicy": None,
-                "OAuth2ClientProfileEnabled": True}
-    if item == "transportConfig":
-        # Organisations created after January 2020 have SMTP AUTH disabled org-wide.
-        return {"Identity": "Transport Settings", "SmtpClientAuthenticationDisabled": True}
-    return []
 
 
 def parse_datetime(value: Any) -> datetime:
@@ -444,6 +333,5 @@ def load_scenario(source: str | Path | dict[str, Any]) -> dict[str, Any]:
             c.fail(f"tenants[{i}].app", "required when the scenario has no top-level 'app'")
         sc["tenants"].append(t)
     return sc
-
 
 

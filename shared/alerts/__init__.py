@@ -8,17 +8,10 @@ for the API and the dashboard: `failed_deliveries`; for receivers: `verify_signa
 from shared.alerts.channels import Channel, build_channel, channel_types, register_channel
 from shared.alerts.config import AlertSettings, validate_tenant_routing
 from shared.alerts.content import AlertGroup, Digest
+from shared.alerts.entrypoints import deliver_message, failed_deliveries, record_poison_message, run_digest
 from shared.alerts.errors import AlertConfigError, AlertDeliveryFailed, InvalidAlert
 from shared.alerts.routing import Routing, TenantInfo, parse_routing
-from shared.alerts.service import (
-    AlertService,
-    DeliveryReport,
-    DigestReport,
-    deliver_message,
-    failed_deliveries,
-    record_poison_message,
-    run_digest,
-)
+from shared.alerts.service import AlertService, DeliveryReport, DigestReport
 from shared.alerts.signing import SIGNATURE_HEADER, sign, verify_signature
 
 __all__ = [

@@ -152,7 +152,7 @@ class AlertSettings:
         return tuple(secret for channel in self.channels.values() for secret in channel.secrets() if secret)
 
     def redact(self, text: str) -> str:
-        from shared.tenants.registry import clean_error
+        from shared.tenants.config import clean_error
 
         cleaned = str(text)
         for secret in sorted(self.secrets(), key=len, reverse=True):

@@ -36,7 +36,7 @@ from typing import Any
 from shared.alerts.channels import Channel, SendContext
 from shared.alerts.config import AlertSettings
 from shared.alerts.content import AlertGroup, Digest, DigestEntry, event_order, severity_rank, stable_id
-from shared.alerts.errors import AlertConfigError, AlertDeliveryFailed, InvalidAlert
+from shared.alerts.errors import AlertDeliveryFailed, InvalidAlert
 from shared.alerts.http import DeliveryError
 from shared.alerts.lifecycle import open_alerts
 from shared.alerts.routing import Routing, TenantInfo
@@ -55,7 +55,6 @@ from shared.alerts.store import (
 )
 from shared.collect.connection import MicrosoftEndpoints
 from shared.state.events import EVENT_TYPES
-from shared.storage.account import StorageAccount
 
 log = logging.getLogger("authwatch.alerts")
 
@@ -432,67 +431,3 @@ def _row_properties(event: dict[str, Any], channel: Channel, group_id: str) -> d
             "At": event_time(event["at"]), "Type": event.get("type"), "Severity": event.get("severity"),
             "Control": event.get("control"), "GroupId": group_id}
 
-
-# --- entry points for the Functions layer (build, call, close) -------------------------------------------------------
-
-async def deliver_message(document: Any, *, message_id: str | None = None, dequeue_count: int | None = None,
-                          now: datetime | None = None, env: Mapping[str, str] | None = None) -> DeliveryReport:
-    try:
-        service = AlertService.from_env(env)
-    except AlertConfigError as error:
-        log.error("alert configuration is invalid; the message will be retried",
-                  extra={"error": str(error), "dequeue_count": dequeue_count})
-        raise
-    try:
-        await service.create()
-        return await service.deliver(document, now=now or datetime.now(timezone.utc), message_id=message_id,
-                                     dequeue_count=dequeue_count)
-    finally:
-        await service.close()
-
-
-async def record_poison_message(document: Any, *, now: datetime | None = None,
-                                env: Mapping[str, str] | None = None) -> list[str]:
-    now = now or datetime.now(timezone.utc)
-    try:
-        service = AlertService.from_env(env)
-    except AlertConfigError as error:
-        # Channels and routes cannot be read, but the failure must still be visible: one row for the event.
-        from shared.settings import Settings
-
-        service = AlertService(settings=AlertSettings(), tables=AlertTables.from_connection_string(
-            Settings.from_env(os.environ if env is None else env).storage))
-        try:
-            await service.create()
-            return await service.record_unroutable(document, now=now, reason=f"alert configuration invalid: {error}")
-        finally:
-            await service.close()
-    try:
-        await service.create()
-        return await service.record_poison(document, now=now)
-    finally:
-        await service.close()
-
-
-async def run_digest(*, now: datetime | None = None, env: Mapping[str, str] | None = None) -> DigestReport:
-    service = AlertService.from_env(env)
-    try:
-        await service.create()
-        return await service.digest(now=now or datetime.now(timezone.utc))
-    finally:
-        await service.close()
-
-
-async def failed_deliveries(connection_string: str | StorageAccount, tenant_id: str, *,
-                            limit: int = 50) -> list[dict[str, Any]]:
-    """Recorded failed deliveries of one tenant, newest first: for the API (GET …/deliveries/failed) and the
-    dashboard. Each: eventId, channel, channelType, type, control, severity, at, groupId, tries, attempts, error,
-    failedAt. `connection_string`: a connection string or Settings.storage. The tenant id must already be validated
-    (a GUID)."""
-    from azure.core.exceptions import ResourceNotFoundError
-
-    async with AlertTables.from_connection_string(connection_string) as tables:
-        try:
-            return await tables.failed(tenant_id.lower(), limit=limit)
-        except ResourceNotFoundError:
-            return []

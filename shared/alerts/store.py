@@ -28,7 +28,7 @@ from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
 from shared.state.events import EVENT_TYPES
-from shared.storage import tenant_store
+from shared.storage import event_rows, tenant_store
 from shared.storage.account import StorageAccount, account
 
 TABLE = "AuthwatchDeliveries"
@@ -108,7 +108,7 @@ class AlertTables:
     async def cycle_events(self, tenant_id: str, at: str) -> list[dict[str, Any]]:
         """Every alertable event the tenant's cycle at `at` committed (one transaction: all of them or none)."""
         query = "PartitionKey eq @tenant and RowKey gt @start and RowKey lt @end and At eq @at"
-        parameters = {"tenant": tenant_id, "start": tenant_store.EVENT_PREFIX, "end": tenant_store.EVENT_END,
+        parameters = {"tenant": tenant_id, "start": event_rows.EVENT_PREFIX, "end": event_rows.EVENT_END,
                       "at": event_time(at)}
         events = []
         try:

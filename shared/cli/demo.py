@@ -15,9 +15,10 @@ import os
 import sys
 import time
 from contextlib import ExitStack
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
+from shared.cli.demo_data import DEMO_NOW
 from shared.cli.errors import UsageError
 from shared.cli.render import table
 from shared.collect import MicrosoftEndpoints, TenantAccess
@@ -27,9 +28,6 @@ from shared.model import ControlResult, Status, format_time
 from shared.storage.entities import StoredResult
 from shared.storage.queues import ALERTS_QUEUE, JsonQueue
 from shared.storage.tenant_store import TenantStore
-
-# The demo's clock: the scripted stories are written relative to this moment.
-DEMO_NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
 
 
 def add_parser(commands: Any) -> None:
@@ -176,7 +174,7 @@ def _attention(outcome: TenantOutcome, results: list[ControlResult]) -> list[tup
 
 def _write_report(connection_string: str, sim: Any) -> str | None:
     """The self-contained HTML report of the first cycle (out/ is gitignored); the demo goes on without it."""
-    from shared.cli.serve import write_demo_report
+    from shared.cli.demo_data import write_demo_report
 
     try:
         return str(write_demo_report(connection_string, sim, os.path.join("out", "authwatch-report.html"),

@@ -111,8 +111,3 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr if args.format != "html" else sys.stdout)
     return 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    from shared.cli import main
-
-    sys.exit(main(["report", *sys.argv[1:]]))

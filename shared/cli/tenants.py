@@ -26,7 +26,8 @@ from shared.cli.errors import UsageError
 from shared.collect.credentials import MODES, CredentialError, CredentialSpec
 from shared.settings import Settings, SettingsError, endpoints_from_env
 from shared.tenants import onboarding
-from shared.tenants.registry import RegistryError, TenantConfig, TenantExists, TenantRegistry
+from shared.tenants.config import RegistryError, TenantConfig, TenantExists
+from shared.tenants.registry import TenantRegistry
 
 
 def add_parser(commands: Any) -> None:

@@ -14,13 +14,34 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import Any
 
-from shared.controls.base import ControlMetadata, as_bool, as_strings, first_object, not_collected, register
-from shared.controls.conditional_access import PolicyAssessment, legacy_block
-from shared.controls.exchange_objects import (Unreadable, assigned_policy_name, default_policy_name, describe,
-                                              mailbox_brief, mailbox_id, mailbox_label, name_some, policies_by_name,
-                                              policy_key, ps_quote, read_objects)
+from shared.controls.base import ControlMetadata, as_bool, first_object, not_collected, register
+from shared.controls.exchange_objects import (
+    Unreadable,
+    default_policy_name,
+    describe,
+    mailbox_brief,
+    mailbox_id,
+    mailbox_label,
+    name_some,
+    ps_quote,
+    read_objects,
+)
+from shared.controls.exposure_layers import (
+    CLOSED,
+    OPEN,
+    OVERRIDE,
+    UNSURE,
+    EntraCoverage,
+    PolicyLayer,
+    Verdict,
+    casefold_key,
+    dig,
+    entra_coverage,
+    policy_layer,
+    smtp_auth_layer,
+)
 from shared.model import ControlResult, EvaluationContext, Severity, Status, TenantSnapshot
 
 METADATA = ControlMetadata(
@@ -50,198 +71,6 @@ SECURITY_DEFAULTS, CA_POLICIES = "graph.securityDefaults", "graph.conditionalAcc
 LAYERS = ("smtpAuth", "authenticationPolicy", "entra")
 EVIDENCE_LIMIT = 50
 FIX_SHOWN = 5
-OVERRIDE = "SmtpClientAuthenticationDisabled"
-
-PRINCIPAL_EXCLUSIONS = frozenset({"users", "groups", "roles", "guestOrExternalUserTypes"})
-
-CLOSED, OPEN, UNSURE = "closed", "open", "unsure"
-
-
-class Verdict(NamedTuple):
-    """One layer's answer for one mailbox. `fix` closes an open layer; `{mailbox}` / `{object_id}` are filled in
-    only for the mailboxes shown, so shared verdicts cost nothing per mailbox."""
-
-    state: str
-    why: str
-    fix: str = ""
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def _key(value: Any) -> str | None:
-    """Exchange names and Entra object ids compare case-insensitively."""
-    text = _text(value)
-    return text.casefold() if text else None
-
-
-def _dig(value: Any, *path: str) -> Any:
-    for name in path:
-        value = value.get(name) if isinstance(value, dict) else None
-    return value
-
-
-# ---------------------------------------------------------------- layer (a): SMTP AUTH
-
-MAILBOX_OFF = Verdict(CLOSED, "SMTP AUTH is disabled on the mailbox")
-MAILBOX_ON = Verdict(OPEN, "the mailbox override turns SMTP AUTH on (SmtpClientAuthenticationDisabled False)",
-                     f"Set-CASMailbox {{mailbox}} -{OVERRIDE} $true")
-TENANT_OFF = Verdict(CLOSED, "inherits the tenant, where SMTP AUTH is disabled")
-TENANT_ON = Verdict(OPEN, "inherits the tenant, where SMTP AUTH is not disabled",
-                    f"Set-TransportConfig -{OVERRIDE} $true")
-# A missing field is not null (the mailbox was read without it), so it proves nothing either way.
-OVERRIDE_UNREAD = Verdict(UNSURE, f"{OVERRIDE} was not read for the mailbox")
-
-
-def smtp_auth_layer(mailbox: dict[str, Any], tenant_disabled: bool) -> Verdict:
-    if OVERRIDE not in mailbox:
-        return OVERRIDE_UNREAD
-    raw = mailbox[OVERRIDE]
-    value = as_bool(raw)
-    if value is not None:
-        return MAILBOX_OFF if value else MAILBOX_ON
-    if raw is not None:
-        return Verdict(UNSURE, f"{OVERRIDE} is unreadable ({raw!r})")
-    return TENANT_OFF if tenant_disabled else TENANT_ON
-
-
-# ---------------------------------------------------------------- layer (b): authentication policy
-
-NO_POLICY = Verdict(OPEN, "no authentication policy applies (Microsoft's service defaults allow basic SMTP)",
-                    "New-AuthenticationPolicy -Name 'Block Basic Auth'; Set-OrganizationConfig "
-                    "-DefaultAuthenticationPolicy 'Block Basic Auth' "
-                    "(a new policy blocks basic auth for every protocol)")
-
-
-@dataclass(frozen=True)
-class PolicyLayer:
-    """Users matched to mailboxes, and one verdict per policy name (resolved once, shared by every user)."""
-
-    verdicts: dict[str, Verdict]  # policy_key -> verdict
-    default: str | None
-    by_object_id: dict[str, dict[str, Any]]
-    by_upn: dict[str, dict[str, Any]]
-    by_identity: dict[str, dict[str, Any]]
-
-    def user_for(self, mailbox: dict[str, Any], object_id: str | None) -> dict[str, Any] | None:
-        """The Get-User entry: by ExternalDirectoryObjectId when both have it, else UserPrincipalName ==
-        PrimarySmtpAddress, else Identity; a fallback match whose object id contradicts the mailbox's is refused."""
-        if object_id and object_id in self.by_object_id:
-            return self.by_object_id[object_id]
-        for field, index in (("PrimarySmtpAddress", self.by_upn), ("Identity", self.by_identity)):
-            user = index.get(_key(mailbox.get(field)) or "")
-            if user is not None:
-                other = _key(user.get("ExternalDirectoryObjectId"))
-                if not (object_id and other and other != object_id):
-                    return user
-        return None
-
-    def layer(self, user: dict[str, Any] | None) -> Verdict:
-        try:
-            name = (assigned_policy_name(user) if user is not None else None) or self.default
-        except Unreadable as error:
-            return Verdict(UNSURE, f"the user's {error}")
-        if name is None:
-            return NO_POLICY
-        return self.verdicts.get(policy_key(name) or "") or Verdict(UNSURE, f"authentication policy '{name}' "
-                                                                            "was not found")
-
-
-def _policy_verdict(name: str, policy: dict[str, Any]) -> Verdict:
-    allowed = as_bool(policy.get("AllowBasicAuthSmtp"))
-    if allowed is None:
-        return Verdict(UNSURE, f"authentication policy '{name}' has an unreadable AllowBasicAuthSmtp")
-    if not allowed:
-        return Verdict(CLOSED, f"authentication policy '{name}' blocks basic SMTP")
-    return Verdict(OPEN, f"authentication policy '{name}' allows basic SMTP",
-                   f"Set-AuthenticationPolicy {ps_quote(name)} -AllowBasicAuthSmtp:$false")
-
-
-def policy_layer(users: list[dict[str, Any]], policies: list[Any], default: str | None) -> PolicyLayer:
-    indexes: dict[str, dict[str, dict[str, Any]]] = {"ExternalDirectoryObjectId": {}, "UserPrincipalName": {},
-                                                     "Identity": {}}
-    for user in users:
-        for field, index in indexes.items():
-            key = _key(user.get(field))
-            if key:
-                index.setdefault(key, user)
-    verdicts = {key: _policy_verdict(_text(policy.get("Name")) or _text(policy.get("Identity")) or key, policy)
-                for key, policy in policies_by_name(policies).items()}
-    return PolicyLayer(verdicts, default, indexes["ExternalDirectoryObjectId"], indexes["UserPrincipalName"],
-                       indexes["Identity"])
-
-
-# ---------------------------------------------------------------- layer (c): Entra
-
-
-def _names(policies: tuple[PolicyAssessment, ...]) -> str:
-    return ", ".join(f"'{policy.name}'" for policy in policies[:3]) + (" and more" if len(policies) > 3 else "")
-
-
-def _excluded_from_all(policies: tuple[PolicyAssessment, ...]) -> frozenset[str]:
-    sets = [frozenset(item.casefold() for item in policy.excluded_users) for policy in policies]
-    return frozenset.intersection(*sets) if sets else frozenset()
-
-
-@dataclass(frozen=True)
-class EntraCoverage:
-    """Who the Entra layer blocks, precomputed so each mailbox costs one or two set lookups.
-
-    A user is covered by a block unless excluded from it. With several blocks, a user escapes only when excluded
-    from every one, hence the intersections. Exclusions of groups or roles cannot be resolved without membership.
-    """
-
-    everyone: Verdict | None  # security defaults on, or a block that excludes nobody
-    direct: tuple[PolicyAssessment, ...]  # blocks that exclude users by id only
-    indirect: tuple[PolicyAssessment, ...]  # blocks that also exclude groups or roles
-    escape_direct: frozenset[str]  # object ids excluded from every direct block
-    escape_indirect: frozenset[str]
-
-    def layer(self, object_id: str | None) -> Verdict:
-        if self.everyone:
-            return self.everyone
-        blocks = self.direct + self.indirect
-        if not blocks:
-            return Verdict(OPEN, "security defaults are off and no Conditional Access block covers Other clients",
-                           "create a Conditional Access policy blocking Exchange ActiveSync + Other clients for All "
-                           "users and All cloud apps")
-        if object_id is None:
-            return Verdict(UNSURE, "the mailbox has no ExternalDirectoryObjectId to check against excludeUsers of "
-                                   f"{_names(blocks)}")
-        if self.direct and object_id not in self.escape_direct:
-            return Verdict(CLOSED, "a Conditional Access block on Other clients covers the user")
-        if self.indirect and object_id not in self.escape_indirect:
-            return Verdict(UNSURE, "possibly exposed: group membership not expanded "
-                                   f"({_names(self.indirect)} excludes groups or roles)")
-        return Verdict(OPEN, f"the user is excluded by id from {_names(blocks)}",
-                       f"remove {{object_id}} from excludeUsers of {_names(blocks)}")
-
-
-def entra_coverage(defaults_on: bool, policies: list[Any], snapshot: TenantSnapshot) -> EntraCoverage:
-    """Blocks are the CA policies on Other clients that qualify for control 1 apart from their exclusions of users,
-    groups, roles or guests: such an exclusion, approved or not, removes exactly the excluded principals from a policy
-    that still blocks everyone else (control 1 already fails on the unapproved ones)."""
-    if defaults_on:
-        return EntraCoverage(Verdict(CLOSED, "security defaults are on"), (), (), frozenset(), frozenset())
-    direct: list[PolicyAssessment] = []
-    indirect: list[PolicyAssessment] = []
-    for policy, assessment in zip(policies, legacy_block(policies, snapshot).assessments):  # one per policy, in order
-        # assess() adds exactly one reason per unapproved exclusion kind; any other reason means it does not block.
-        # Only exclusions of principals are forgiven: an excluded location or app narrows the block for everyone.
-        if ("other" not in assessment.legacy_types or len(assessment.reasons) != len(assessment.unapproved)
-                or not set(assessment.unapproved) <= PRINCIPAL_EXCLUSIONS):
-            continue
-        # Guest/external exclusions are ignored: the users behind mailboxes are members, not guests.
-        roles = as_strings(_dig(policy, "conditions", "users", "excludeRoles"))
-        if not (assessment.excluded_users or assessment.excluded_groups or roles):
-            why = f"Conditional Access policy '{assessment.name}' blocks Other clients for all users"
-            return EntraCoverage(Verdict(CLOSED, why), (), (), frozenset(), frozenset())
-        (indirect if assessment.excluded_groups or roles else direct).append(assessment)
-    return EntraCoverage(None, tuple(direct), tuple(indirect), _excluded_from_all(tuple(direct)),
-                         _excluded_from_all(tuple(indirect)))
-
-
 # ---------------------------------------------------------------- reading the snapshot
 
 
@@ -278,7 +107,7 @@ def _read_inputs(snapshot: TenantSnapshot) -> Inputs | ControlResult:
             return _unknown(f"{CA_POLICIES} is {describe(policies)}, expected a list",
                             {"unreadableSource": CA_POLICIES})
         # Security defaults cannot be on while a CA policy is enforced: the same inference as control 1.
-        if defaults_on is None and not any(_dig(policy, "state") == "enabled" for policy in policies or ()):
+        if defaults_on is None and not any(dig(policy, "state") == "enabled" for policy in policies or ()):
             if not snapshot.collected(SECURITY_DEFAULTS):
                 missing.append(SECURITY_DEFAULTS)
             else:
@@ -365,7 +194,7 @@ def _fill(fix: str, mailbox: dict[str, Any], object_id: str | None) -> str:
 def _scan(inputs: Inputs) -> Findings:
     findings = Findings()
     for mailbox in inputs.mailboxes:
-        object_id = _key(mailbox.get("ExternalDirectoryObjectId"))
+        object_id = casefold_key(mailbox.get("ExternalDirectoryObjectId"))
         user = inputs.policy.user_for(mailbox, object_id)
         findings.unmatched += user is None
         layers = {"smtpAuth": smtp_auth_layer(mailbox, inputs.tenant_disabled),

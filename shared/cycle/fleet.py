@@ -16,7 +16,8 @@ from typing import Mapping
 from shared.cycle.service import Monitor, TenantOutcome, evaluate_tenant
 from shared.model import format_time
 from shared.storage.queues import JsonQueue
-from shared.tenants.registry import RegistryError, TenantConfig, TenantRegistry, due
+from shared.tenants.config import RegistryError, TenantConfig, due
+from shared.tenants.registry import TenantRegistry
 
 log = logging.getLogger("authwatch.fleet")
 

@@ -28,10 +28,9 @@ millisecond — which is what a retried cycle produces, since the id is an idemp
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
@@ -39,19 +38,27 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
-from shared.model import ControlResult, format_time
+from shared.model import ControlResult
 from shared.storage.account import StorageAccount, account
 from shared.storage.entities import (
     MAX_DOCUMENT_CHARS,
-    MAX_PROPERTY_CHARS,
     DocumentCorrupt,
     DocumentTooLarge,
     StoredResult,
     document_properties,
-    evidence_json,
     read_document,
     result_properties,
     stored_result,
+)
+from shared.storage.event_rows import (
+    EVENT_END,
+    EVENT_PREFIX,
+    annotations,
+    check_key,
+    event_entity,
+    event_order,
+    events_before,
+    stored_event,
 )
 
 __all__ = ["MAX_DOCUMENT_CHARS", "TABLE", "ConcurrencyConflict", "DocumentCorrupt", "DocumentTooLarge", "TenantRecord",
@@ -62,20 +69,13 @@ STATE_ROW = "a:state"
 BASELINE_ROW = "a:baseline"
 RESULT_PREFIX = "b:result:"
 CURRENT_END = "c"  # every current row (state, baseline, results) sorts below this
-EVENT_PREFIX = "e:"
-EVENT_END = "e;"  # ';' is the character after ':', so every event RowKey sorts between EVENT_PREFIX and this
 
 MAX_TRANSACTION_OPERATIONS = 100
 # The service rejects a transaction over 4 MiB; the estimate below is of the JSON sent, so keep some headroom.
 MAX_TRANSACTION_BYTES = 4 * 1024 * 1024 - 64 * 1024
 _OPERATION_OVERHEAD_BYTES = 1024  # MIME part headers, URL and boundary of one operation inside the $batch body
 
-_EVENT_SCALE = 10**13  # inverted milliseconds, 13 digits: good until the year 2286
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MILLISECOND = timedelta(milliseconds=1)
 # Characters the Table service refuses in PartitionKey / RowKey values.
-_FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
-_MAX_EVENT_ID_CHARS = 400  # RowKey ≤ 1 KiB
 
 
 class ConcurrencyConflict(Exception):
@@ -97,94 +97,8 @@ class TenantRecord:
     results: list[StoredResult]
 
 
-def _check_key(value: str, what: str) -> None:
-    if not isinstance(value, str) or not value or _FORBIDDEN_KEY_CHARS.search(value):
-        raise ValueError(f"{what} {value!r} cannot be part of a Table key (empty, or contains / \\ # ? or a control character)")
-
-
 def _document_entity(tenant_id: str, row_key: str, kind: str, document: dict[str, Any]) -> dict[str, Any]:
     return {"PartitionKey": tenant_id, "RowKey": row_key, **document_properties(tenant_id, kind, document)}
-
-
-def _milliseconds(moment: datetime) -> int:
-    """Whole milliseconds since the epoch, rounded down; naive times are taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return (moment - _EPOCH) // _MILLISECOND
-
-
-def _event_time(tenant_id: str, event: dict[str, Any]) -> datetime:
-    value = event.get("at")
-    try:
-        moment = datetime.fromisoformat(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"tenant {tenant_id}: event {event.get('id')!r} has no ISO 8601 'at' (got {value!r})") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _event_row_key(at: datetime, event_id: str) -> str:
-    return f"{EVENT_PREFIX}{_EVENT_SCALE - _milliseconds(at):013d}:{event_id}"
-
-
-def _event_order(entity: dict[str, Any]) -> tuple[int, int]:
-    """(milliseconds, position in its commit): events of one cycle share `at`, so the position keeps their order."""
-    inverted = int(entity["RowKey"][len(EVENT_PREFIX):len(EVENT_PREFIX) + 13])
-    return _EVENT_SCALE - inverted, int(entity.get("Seq") or 0)
-
-
-def _event_body(event: dict[str, Any]) -> str:
-    """The full event JSON, or — when too big for one property — the event with its details summarised."""
-    text = json.dumps(event, default=str)
-    if len(text) <= MAX_PROPERTY_CHARS:
-        return text
-    details = event.get("details")
-    summarised = json.loads(evidence_json(details)) if isinstance(details, dict) else {"truncated": True}
-    text = json.dumps({**event, "details": summarised}, default=str)
-    if len(text) <= MAX_PROPERTY_CHARS:
-        return text
-    # Something besides the details is huge: keep the envelope a person and the alert channels need.
-    envelope = {key: event.get(key) for key in ("id", "at", "tenantId", "type", "control", "severity")}
-    envelope["summary"] = str(event.get("summary") or "")[:2000]
-    envelope["details"] = {"truncated": True}
-    return json.dumps(envelope, default=str)
-
-
-def _event_entity(tenant_id: str, event: dict[str, Any], position: int) -> dict[str, Any]:
-    event_id = event.get("id")
-    _check_key(event_id, f"tenant {tenant_id}: event id")  # type: ignore[arg-type]
-    if len(event_id) > _MAX_EVENT_ID_CHARS:  # type: ignore[arg-type]
-        raise ValueError(f"tenant {tenant_id}: event id longer than {_MAX_EVENT_ID_CHARS} characters")
-    if event.get("tenantId") not in (None, tenant_id):
-        raise ValueError(f"tenant {tenant_id}: event {event_id} belongs to tenant {event.get('tenantId')}")
-    at = _event_time(tenant_id, event)
-    if not 0 <= _milliseconds(at) < _EVENT_SCALE:
-        raise ValueError(f"tenant {tenant_id}: event {event_id} has an out-of-range time {event.get('at')!r}")
-    return {
-        "PartitionKey": tenant_id,
-        "RowKey": _event_row_key(at, event_id),  # type: ignore[arg-type]
-        "EventId": event_id,
-        "Type": str(event.get("type") or ""),
-        "Control": event.get("control"),  # None (tenant-wide events) is simply not stored
-        "Severity": str(event.get("severity") or ""),
-        "At": at,
-        "Summary": str(event.get("summary") or "")[:MAX_PROPERTY_CHARS],
-        "Body": _event_body(event),
-        "Pending": True,
-        "Seq": position,
-    }
-
-
-def _stored_event(entity: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(entity["Body"])
-
-
-def _annotations(entity: dict[str, Any]) -> dict[str, Any]:
-    """A person's decisions on an event's alert, as ISO strings (absent ones as None)."""
-    def moment(value: Any) -> str | None:
-        return format_time(value) if isinstance(value, datetime) else None
-
-    return {"acknowledgedAt": moment(entity.get("AckedAt")), "acknowledgedBy": entity.get("AckedBy") or None,
-            "snoozedUntil": moment(entity.get("SnoozedUntil"))}
 
 
 def _transaction_bytes(operations: Sequence[tuple[Any, ...]]) -> int:
@@ -260,7 +174,7 @@ class TenantStore:
         ConcurrencyConflict — and writes nothing — when the state changed meanwhile or an event id is already stored;
         ValueError when the cycle does not fit in one transaction (> 100 operations or > 4 MiB).
         """
-        _check_key(tenant_id, "tenant id")
+        check_key(tenant_id, "tenant id")
         state_entity = _document_entity(tenant_id, STATE_ROW, "state", state)
         if expected_etag is None:
             # "return-no-content": the service still answers with the ETag but does not echo a 1 MiB entity back.
@@ -273,7 +187,7 @@ class TenantStore:
         if len(set(controls)) != len(controls):
             raise ValueError(f"tenant {tenant_id}: the same control appears twice in one commit")
         for result in results:
-            _check_key(result.control, "control id")
+            check_key(result.control, "control id")
             entity = {"PartitionKey": tenant_id, "RowKey": f"{RESULT_PREFIX}{result.control}",
                       **result_properties(result, evaluated_at)}
             operations.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
@@ -282,7 +196,7 @@ class TenantStore:
         if len(set(event_ids)) != len(event_ids):
             raise ValueError(f"tenant {tenant_id}: the same event id appears twice in one commit")
         for position, event in enumerate(events):
-            operations.append(("create", _event_entity(tenant_id, event, position),
+            operations.append(("create", event_entity(tenant_id, event, position),
                                {"response_preference": "return-no-content"}))
 
         if baseline is not None:
@@ -311,7 +225,7 @@ class TenantStore:
 
     async def save_baseline(self, tenant_id: str, baseline: dict[str, Any]) -> None:
         """Replace the approved baseline (the "accept baseline" path), outside an evaluation cycle."""
-        _check_key(tenant_id, "tenant id")
+        check_key(tenant_id, "tenant id")
         await self._table.upsert_entity(_document_entity(tenant_id, BASELINE_ROW, "baseline", baseline),
                                         mode=UpdateMode.REPLACE)
 
@@ -324,7 +238,7 @@ class TenantStore:
     async def pending_events(self, tenant_id: str) -> list[dict[str, Any]]:
         """Events not yet handed to the alert queue (the outbox), oldest first, as event dicts."""
         rows = [entity async for entity in self._events(tenant_id, " and Pending eq true")]
-        return [_stored_event(entity) for entity in sorted(rows, key=_event_order)]
+        return [stored_event(entity) for entity in sorted(rows, key=event_order)]
 
     async def claim_pending(self, tenant_id: str, *, now: datetime,
                             lease: timedelta = timedelta(minutes=5)) -> list[dict[str, Any]]:
@@ -333,7 +247,7 @@ class TenantStore:
         claim that is never followed by mark_sent (the worker died) lapses and the next run sends the events."""
         rows = [entity async for entity in self._events(tenant_id, " and Pending eq true")
                 if not entity.get("ClaimedUntil") or entity["ClaimedUntil"] <= now]
-        rows.sort(key=_event_order)
+        rows.sort(key=event_order)
         claimed: list[dict[str, Any]] = []
         for batch in _batches(rows):
             operations = [("update", {"PartitionKey": tenant_id, "RowKey": entity["RowKey"],
@@ -346,7 +260,7 @@ class TenantStore:
                 if error.status_code in (404, 409, 412):
                     break  # another worker claimed (or sent) them first: they are its to send
                 raise
-            claimed.extend(_stored_event(entity) for entity in batch)
+            claimed.extend(stored_event(entity) for entity in batch)
         return claimed
 
     async def mark_sent(self, tenant_id: str, event_ids: list[str]) -> None:
@@ -367,11 +281,11 @@ class TenantStore:
         rows: list[dict[str, Any]] = []
         async for entity in self._events(tenant_id, results_per_page=min(limit + 10, 1000)):
             # RowKey order is newest millisecond first; finish the millisecond at the cut so Seq can order it.
-            if len(rows) >= limit and _event_order(entity)[0] != _event_order(rows[-1])[0]:
+            if len(rows) >= limit and event_order(entity)[0] != event_order(rows[-1])[0]:
                 break
             rows.append(entity)
-        rows.sort(key=_event_order, reverse=True)
-        return [{**_stored_event(entity), "pending": bool(entity.get("Pending")), **_annotations(entity)}
+        rows.sort(key=event_order, reverse=True)
+        return [{**stored_event(entity), "pending": bool(entity.get("Pending")), **annotations(entity)}
                 for entity in rows[:limit]]
 
     async def annotate_event(self, tenant_id: str, event_id: str, *, acknowledged_at: datetime | None = None,
@@ -387,19 +301,16 @@ class TenantStore:
         if snoozed_until is not None:
             changes["SnoozedUntil"] = snoozed_until
         await self._table.update_entity(changes, mode=UpdateMode.MERGE)
-        return {**_stored_event(rows[0]), **_annotations({**rows[0], **changes})}
+        return {**stored_event(rows[0]), **annotations({**rows[0], **changes})}
 
     async def prune_history(self, tenant_id: str, older_than: datetime) -> int:
         """Delete the events whose time is before `older_than` (millisecond precision); returns how many.
 
         Pending events go too: an alert that old is no longer worth sending, and the partition must not grow forever.
         """
-        remainder = (older_than if older_than.tzinfo else older_than.replace(tzinfo=timezone.utc)) - _EPOCH
-        cutoff = remainder // _MILLISECOND + (1 if remainder % _MILLISECOND else 0)  # at_ms < older_than ⇔ at_ms < ceil
-        if cutoff <= 0:
+        start = events_before(older_than)
+        if start is None:
             return 0
-        # Older events have larger inverted times; the RowKeys of the cutoff millisecond itself sort below "…;".
-        start = f"{EVENT_PREFIX}{max(_EVENT_SCALE - cutoff, 0):013d};"
         rows = self._table.query_entities("PartitionKey eq @tenant and RowKey gt @start and RowKey lt @end",
                                           parameters={"tenant": tenant_id, "start": start, "end": EVENT_END},
                                           select=["RowKey"])

@@ -17,7 +17,7 @@ from shared.controls.enforcement_window import EnforcementWindow
 from shared.cycle.fleet import Fleet, evaluation_message
 from shared.cycle.service import accept_baseline
 from shared.model import format_time, parse_time_or_none
-from shared.tenants.registry import RegistryError, TenantConfig, TenantExists
+from shared.tenants.config import RegistryError, TenantConfig, TenantExists
 
 
 class BadRequest(ValueError):

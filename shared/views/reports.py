@@ -36,7 +36,6 @@ colours kept, one tenant per page).
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 from datetime import datetime
@@ -44,6 +43,7 @@ from typing import Any
 
 from shared.model import format_time
 from shared.views import api
+from shared.views.report_html import to_html
 
 SCHEMA = "authwatch.report/1"
 FORMATS = ("html", "csv", "json")
@@ -242,158 +242,6 @@ def to_csv(report: dict[str, Any]) -> str:
                              row["evaluatedAt"] or "", per_control.get(row["control"], 0),
                              tenant["lastCollectedAt"] or ""])
     return out.getvalue()
-
-
-_WORD = {"pass": "PASS", "fail": "FAIL", "pending": "PENDING", "unknown": "UNKNOWN", "not_applicable": "N/A"}
-
-_CSS = """
-:root { --pass:#1f883d; --fail:#cf222e; --pending:#e3b341; --unknown:#8250df; --na:#d8dee4; --line:#d1d9e0;
-  --muted:#59636e; font-family: system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; color:#1f2328; }
-body { margin: 24px; font-size: 13px; line-height: 1.4; }
-h1 { font-size: 22px; margin: 0 0 2px; } h2 { font-size: 17px; margin: 28px 0 6px; border-bottom: 2px solid #1f2328; }
-h3 { font-size: 14px; margin: 14px 0 6px; }
-.muted, .when { color: var(--muted); } .mono, pre, code { font-family: ui-monospace, Menlo, Consolas, monospace; }
-.totals { display: flex; flex-wrap: wrap; gap: 10px; margin: 12px 0; }
-.total { border: 1px solid var(--line); border-radius: 6px; padding: 6px 12px; min-width: 100px; }
-.total b { display: block; font-size: 20px; }
-table { border-collapse: collapse; width: 100%; }
-th, td { border: 1px solid var(--line); padding: 4px 6px; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; font-size: 11px; }
-td.s { text-align: center; font-weight: 700; font-size: 11px; white-space: nowrap; }
-.s-pass { background: var(--pass); color: #fff; } .s-fail { background: var(--fail); color: #fff; }
-.s-pending { background: var(--pending); color: #3b2300; } .s-unknown { background: var(--unknown); color: #fff; }
-.s-not_applicable { background: var(--na); color: #424a53; }
-.badge { display: inline-block; border-radius: 10px; padding: 0 8px; font-size: 11px; font-weight: 700; }
-.t-healthy { background: var(--pass); color: #fff; } .t-failing, .t-unreachable { background: var(--fail); color: #fff; }
-.t-pending { background: var(--pending); color: #3b2300; } .t-unknown { background: var(--unknown); color: #fff; }
-.t-disabled, .t-never-evaluated { background: var(--na); color: #424a53; }
-.error { border: 1px solid #ff8182; background: #ffebe9; padding: 6px 10px; border-radius: 6px; }
-.window { border-left: 6px solid var(--pending); background: #fff8e5; padding: 6px 10px; margin: 8px 0; }
-.change .before { background: #eefbf1; border: 1px solid #aceebb; padding: 0 5px; border-radius: 4px; }
-.change .after { background: #ffebe9; border: 1px solid #ff8182; padding: 0 5px; border-radius: 4px; }
-pre { background: #f6f8fa; border: 1px solid var(--line); padding: 6px 8px; white-space: pre-wrap;
-  overflow-wrap: anywhere; margin: 4px 0; font-size: 11.5px; }
-ul { margin: 4px 0; padding-left: 18px; }
-.legend span { display: inline-block; padding: 0 8px; margin-right: 6px; border-radius: 4px; font-weight: 700; }
-footer { margin-top: 30px; color: var(--muted); font-size: 11px; }
-@page { size: A4 landscape; margin: 12mm; }
-@media print {
-  body { margin: 0; font-size: 10.5px; }
-  * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-  section.tenant { break-before: page; }
-  tr, .window, pre, li { break-inside: avoid; }
-  thead { display: table-header-group; }
-  a { color: inherit; text-decoration: none; }
-}
-"""
-
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "(none)"
-    if isinstance(value, list):
-        return "[" + ", ".join(map(str, value)) + "]" if value else "[]"
-    return str(value)
-
-
-def _window(window: dict[str, Any] | None) -> str:
-    if not window:
-        return ""
-    if window.get("open"):
-        left = int(window.get("secondsLeft") or 0)
-        state = (f"<b>open</b>: {left // 3600}h {left % 3600 // 60:02d}m left at report time; legacy sign-ins are "
-                 "tolerated until it closes")
-    else:
-        state = "<b>closed</b>: " + ("enforcement gap reported" if window.get("gapReported")
-                                     else "enforcement confirmed" if window.get("confirmed") else "closed")
-    return (f'<div class="window">Enforcement window ({_e(window.get("windowHours"))} hours) {state}. '
-            f'Started {_e(window.get("windowStartedAt"))}, closes {_e(window.get("windowClosesAt"))}.</div>')
-
-
-def _tenant_html(tenant: dict[str, Any]) -> str:
-    parts = [f'<section class="tenant" id="t-{_e(tenant["tenantId"])}" data-tenant-id="{_e(tenant["tenantId"])}">',
-             f'<h2>{_e(tenant["displayName"])} <span class="badge t-{_e(tenant["status"]).replace(" ", "-")}">'
-             f'{_e(tenant["status"])}</span></h2>',
-             f'<div class="muted">Tenant <span class="mono">{_e(tenant["tenantId"])}</span> · last evaluated '
-             f'{_e(tenant["lastCollectedAt"] or "never")} · {len(tenant["openAlerts"])} open alert(s)</div>']
-    if tenant["lastError"]:
-        parts.append(f'<p class="error">{_e(tenant["lastError"])}</p>')
-    parts.append(_window(tenant["enforcementWindow"]))
-    if tenant["openAlerts"]:
-        parts.append("<h3>Open alerts</h3><ul>")
-        parts += [f'<li><code>{_e(a["type"])}</code> <b>{_e(a["severity"])}</b> <span class="when">{_e(a["at"])}'
-                  f'</span>{" · acknowledged" if a["acknowledged"] else ""}{" · snoozed" if a["snoozed"] else ""}'
-                  f'<br>{_e(a["summary"])}</li>' for a in tenant["openAlerts"]]
-        parts.append("</ul>")
-    if tenant["drift"]:
-        parts.append("<h3>Drift</h3><ul>")
-        for d in tenant["drift"]:
-            who = _e(d["changedBy"]) if d["changedBy"] else "someone (the audit log does not say who)"
-            changes = "".join(f'<div class="change">{_e(c["field"])}: <span class="before">{_e(_show(c["before"]))}'
-                              f'</span> → <span class="after">{_e(_show(c["after"]))}</span> '
-                              f'<span class="when">{_e(c["effect"])}{" · " + _e(c["note"]) if c["note"] else ""}'
-                              f'</span></div>' for c in d["changes"])
-            parts.append(f'<li><code>{_e(d["type"])}</code> changed by <b>{who}</b> at '
-                         f'{_e(d["changedAt"] or d["at"])}<br>{_e(d["summary"])}{changes}</li>')
-        parts.append("</ul>")
-    parts.append('<h3>Controls</h3><table><thead><tr><th>Status</th><th>Control</th><th>What authwatch found</th>'
-                 '<th>How to fix it</th></tr></thead><tbody>')
-    for row in tenant["controls"]:
-        fix = f'<pre>{_e(row["remediation"])}</pre>' if row["remediation"] and row["status"] in ("fail", "pending") \
-            else ""
-        parts.append(f'<tr data-control="{_e(row["control"])}"><td class="s s-{_e(row["status"])}">'
-                     f'{_WORD.get(row["status"], _e(row["status"]))}</td><td><b>{_e(row["title"])}</b><br>'
-                     f'<span class="when mono">{_e(row["control"])} · {_e(row["severity"])}</span></td>'
-                     f'<td>{_e(row["summary"])}</td><td>{fix}</td></tr>')
-    parts.append("</tbody></table></section>")
-    return "\n".join(parts)
-
-
-def to_html(report: dict[str, Any]) -> str:
-    controls = report["controls"]
-    tenants = report["tenants"]
-    summary = report["summary"]
-    scope = report["scope"]
-    title = ("authwatch report — " + tenants[0]["displayName"]) if scope["kind"] == "tenant" and tenants \
-        else "authwatch report — fleet"
-    head = "".join(f'<th title="{_e(c["title"])}">{_e(c["label"])}</th>' for c in controls)
-    matrix = []
-    for tenant in tenants:
-        cells = "".join(f'<td class="s s-{_e(row["status"])}" title="{_e(row["summary"])}">'
-                        f'{_WORD.get(row["status"], _e(row["status"]))}</td>' for row in tenant["controls"])
-        matrix.append(f'<tr data-tenant-id="{_e(tenant["tenantId"])}"><td><a href="#t-{_e(tenant["tenantId"])}">'
-                      f'{_e(tenant["displayName"])}</a></td><td><span class="badge '
-                      f't-{_e(tenant["status"]).replace(" ", "-")}">{_e(tenant["status"])}</span></td>'
-                      f'<td>{len(tenant["openAlerts"])}</td>{cells}</tr>')
-    totals = "".join(f'<div class="total"><b>{n}</b>{_e(label)}</div>' for n, label in (
-        (summary["tenants"], "tenants"), (summary["openAlerts"], "open alerts"),
-        (summary["tenantStatus"].get("failing", 0), "failing"),
-        (summary["tenantStatus"].get("pending", 0), "in an enforcement window"),
-        (summary["tenantStatus"].get("unreachable", 0), "unreachable"),
-        (summary["tenantStatus"].get("healthy", 0), "healthy")))
-    legend = "".join(f'<span class="s-{s}">{_WORD[s]}</span>' for s in CONTROL_STATUSES)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(title)}</title><style>{_CSS}</style></head>
-<body>
-<header><h1>{_e(title)}</h1>
-<div class="muted">Generated {_e(report["generatedAt"])} from Table storage · schema {_e(report["schema"])} ·
-legacy authentication (POP, IMAP, SMTP AUTH, ActiveSync, other clients, SharePoint legacy protocols)</div></header>
-<div class="totals">{totals}</div>
-<div class="legend">Legend: {legend}</div>
-<h2>Tenants × controls</h2>
-<table class="matrix"><thead><tr><th>Tenant</th><th>Status</th><th>Open alerts</th>{head}</tr></thead>
-<tbody>
-{chr(10).join(matrix) or '<tr><td colspan="3">No tenant is registered.</td></tr>'}
-</tbody></table>
-{chr(10).join(_tenant_html(tenant) for tenant in tenants)}
-<footer>authwatch · {len(tenants)} tenant(s) · controls: {_e(", ".join(c["id"] for c in controls))}</footer>
-</body></html>
-"""
 
 
 def render(report: dict[str, Any], fmt: str) -> str:

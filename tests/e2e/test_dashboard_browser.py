@@ -19,7 +19,8 @@ if not os.path.exists(CHROMIUM):
 sync_api = pytest.importorskip("playwright.sync_api",
                                reason="playwright is not installed (pip install -r requirements-dev.txt)")
 
-from shared.cli.serve import DashboardServer, running_demo  # noqa: E402
+from shared.cli.demo_data import running_demo  # noqa: E402
+from shared.cli.serve import DashboardServer  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

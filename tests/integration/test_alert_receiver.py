@@ -259,7 +259,8 @@ async def commit_cycle(connection: str, tenant_id: str, at, events: list) -> lis
 
 async def register(connection: str, tenant_id: str, name: str, *, tags: list[str] | None = None,
                    routing: dict | None = None) -> None:
-    from shared.tenants.registry import TenantConfig, TenantRegistry
+    from shared.tenants.config import TenantConfig
+    from shared.tenants.registry import TenantRegistry
 
     async with TenantRegistry.from_connection_string(connection) as registry:
         await registry.create()

@@ -10,7 +10,8 @@ import pytest
 
 from shared.cli import main
 from shared.collect.credentials import CredentialSpec
-from shared.tenants.registry import TenantConfig, TenantRegistry
+from shared.tenants.config import TenantConfig
+from shared.tenants.registry import TenantRegistry
 from tests.builders import block_policy
 
 APP = {"clientId": "5f0c8a7e-7c1b-4c52-9a43-6b1f2d3e4a50", "clientSecret": "cli-secret"}

@@ -32,7 +32,7 @@ from shared.collect import credentials as credentials_module
 from shared.collect.connection import GRAPH_SCOPE, TenantAccess
 from shared.collect.credentials import CredentialSpec, build_credential
 from shared.model import SOURCES
-from shared.tenants.registry import TenantConfig
+from shared.tenants.config import TenantConfig
 from simulator import load_scenario
 from tests.integration.conftest import endpoints_for
 

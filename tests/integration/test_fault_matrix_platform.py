@@ -58,7 +58,8 @@ from shared.cycle.service import Monitor, TenantOutcome
 from shared.state.events import EVENT_TYPES
 from shared.storage.queues import ALERTS_QUEUE, JsonQueue
 from shared.storage.tenant_store import TenantStore
-from shared.tenants.registry import TenantConfig, TenantRegistry
+from shared.tenants.config import TenantConfig
+from shared.tenants.registry import TenantRegistry
 from simulator.azurite import Azurite
 from tests.builders import block_policy
 from tests.conftest import EXTERNAL_STORAGE_ENV, endpoints_for

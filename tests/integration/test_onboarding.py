@@ -24,7 +24,7 @@ from shared.collect.credentials import CredentialSpec
 from shared.tenants import permissions
 from shared.tenants.onboarding import AccessCheck, admin_consent_url, check_access
 from shared.tenants.registry import TenantRegistry
-from simulator.scenario import DEFAULT_PERMISSIONS
+from simulator.defaults import DEFAULT_PERMISSIONS
 from tests.conftest import endpoints_for
 
 pytestmark = pytest.mark.integration

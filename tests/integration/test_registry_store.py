@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.tenants.registry import RegistryError, TenantConfig, TenantExists, TenantRegistry, due
+from shared.tenants.config import RegistryError, TenantConfig, TenantExists, due
+from shared.tenants.registry import TenantRegistry
 
 APP_ID = "5f0c8a7e-7c1b-4c52-9a43-6b1f2d3e4a50"
 MI_ID = "0b0b0b0b-1111-4222-8333-944445555777"

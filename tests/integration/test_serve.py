@@ -19,7 +19,8 @@ from typing import Any, Iterator
 import pytest
 
 from shared.bootstrap import build_fleet
-from shared.cli.serve import DashboardServer, running_demo
+from shared.cli.demo_data import running_demo
+from shared.cli.serve import DashboardServer
 from shared.controls import controls
 from shared.views import api, reports
 from simulator.demo_fleet import demo_fleet
@@ -216,8 +217,7 @@ def test_function_app_blueprint_serves_the_same_page_with_function_auth(monkeypa
 
 
 def test_demo_can_leave_an_html_report_behind(demo, tmp_path):
-    from shared.cli.demo import DEMO_NOW
-    from shared.cli.serve import write_demo_report
+    from shared.cli.demo_data import DEMO_NOW, write_demo_report
 
     path = write_demo_report(demo.connection_string, demo.simulator, str(tmp_path / "out" / "report.html"),
                              now=DEMO_NOW)

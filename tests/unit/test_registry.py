@@ -17,7 +17,7 @@ from shared.collect.credentials import (
     build_credential,
     exchange_audience,
 )
-from shared.tenants.registry import RegistryError, TenantConfig, clean_error, due, tenant_key
+from shared.tenants.config import RegistryError, TenantConfig, clean_error, due, tenant_key
 
 TENANT = "8C1D0F6E-1111-4222-8333-944445555666"
 APP_ID = "5f0c8a7e-7c1b-4c52-9a43-6b1f2d3e4a50"

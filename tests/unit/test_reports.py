@@ -112,7 +112,7 @@ def test_csv_has_one_row_per_tenant_and_control_with_the_documented_columns(repo
 
 
 def test_html_is_one_offline_file_that_names_every_tenant_and_prints(report):
-    page = reports.to_html(report)
+    page = reports.render(report, "html")
     assert page.startswith("<!doctype html>") and "@media print" in page and "@page" in page
     assert not re.search(r"<script|<link|src=|url\(|https?://", page)  # nothing to fetch: opens offline
     for tenant in report["tenants"]:
@@ -127,9 +127,15 @@ def test_one_tenant_report_has_tenant_scope():
     single = reports.assemble(fleet_details()[1:2], now=NOW, single=True)
     reports.validate(single)
     assert single["scope"] == {"kind": "tenant", "tenantId": FAILING}
-    assert "authwatch report — Fabrikam" in reports.to_html(single)
+    assert "authwatch report — Fabrikam" in reports.render(single, "html")
 
 
 def test_render_refuses_an_unknown_format(report):
     with pytest.raises(ValueError, match="html, csv, json"):
         reports.render(report, "pdf")
+
+
+def test_the_html_legend_names_every_control_status_of_the_schema():
+    from shared.views import report_html
+
+    assert tuple(report_html._WORD) == reports.CONTROL_STATUSES
