@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.alerts.wrap import wrap
 from shared.controls.enforcement_window import describe_duration
 from shared.model import format_time, parse_time_or_none
 from shared.state import events as ev
@@ -333,15 +334,12 @@ def group_by_cycle(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 def render_text(group: AlertGroup, *, width: int = 110) -> str:
     """One grouped alert as plain text, as a person reads it (the CLI demo, logs of a dry run)."""
-    import textwrap
-
     lines = [f"■ {group.title()}", f"  {group.severity.upper()} · detected {group.lead.get('at')} · alert {group.id}"]
     for item in group.views():
         same = item.summary.lower().startswith(item.label.lower())
         lines.append(f"  ▸ {item.summary}" if same else f"  ▸ {item.label}: {item.summary}")
         for label, text in item.facts():
-            lines += textwrap.wrap(text, width=width, initial_indent=f"      {label + ':':<20}",
-                                   subsequent_indent=" " * 26) or [f"      {label}:"]
+            lines += wrap(text, width, first=f"      {label + ':':<20}", rest=" " * 26)
     if group.dashboard:
         lines.append(f"  → {group.dashboard}")
     return "\n".join(lines)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import textwrap
 from typing import Iterable, Sequence, TextIO
+
+from shared.alerts.wrap import wrap
 
 _COLOURS = {"pass": "32", "fail": "31", "pending": "33", "unknown": "35", "not_applicable": "90",
             "unreachable": "31"}
@@ -42,8 +43,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, stream: Text
     print("  ".join(header.ljust(width) for header, width in zip(headers, widths)).rstrip(), file=stream)
     print("  ".join("-" * width for width in widths), file=stream)
     for raw, row in zip(rows, shown):
-        last = (textwrap.wrap(" ".join(row[-1].split()), widths[-1]) or [""]) if wrap_last \
-            else [one_line(row[-1], widths[-1])]
+        last = wrap(row[-1], widths[-1]) if wrap_last else [one_line(row[-1], widths[-1])]
         cells = []
         for index, (cell, width) in enumerate(zip(row, widths)):
             text = last[0] if index == len(row) - 1 else cell

@@ -34,9 +34,11 @@ METADATA = ControlMetadata(
         "Find the client in the Entra sign-in logs (Entra admin center > Monitoring & health > Sign-in logs, "
         "filter Client app = the legacy clients and Status = Success), move it to modern authentication (OAuth), "
         "make sure a Conditional Access policy blocks Exchange ActiveSync and Other clients for all users, then "
-        "force new tokens so the block bites now: Set-User <id> -STSRefreshTokensValidFrom ([DateTime]::UtcNow)."
+        "force new tokens so the block bites now:\nSet-User <id> -STSRefreshTokensValidFrom ([DateTime]::UtcNow)"
     ),
 )
+# The generic text up to the command: a verdict with named users replaces `<id>` with one line per user.
+_STEPS = METADATA.remediation.split("\n", 1)[0]
 
 SOURCE = "graph.signIns"
 EVIDENCE_LIMIT = 50
@@ -91,11 +93,16 @@ def _grouped(signins: list[LegacySignIn]) -> list[dict[str, Any]]:
 
 
 def _force_new_tokens(signins: list[LegacySignIn]) -> str:
-    """The remediation, with Set-User lines for the busiest users so the fix can be pasted."""
-    users = Counter(s.user_id or s.user for s in signins)
+    """One remediation: the steps, then one pasteable Set-User line per busiest user (each command on its own line,
+    never the generic `<id>` form beside the real one)."""
+    users = Counter(s.user_id or s.user for s in signins if s.user_id or s.user)
+    if not users:
+        return METADATA.remediation
     lines = [f"Set-User {ps_quote(user)} -STSRefreshTokensValidFrom ([DateTime]::UtcNow)"
              for user, _count in users.most_common(5)]
-    return METADATA.remediation + ("\n" + "\n".join(lines) if lines else "")
+    more = len(users) - len(lines)
+    tail = [f"(and the same for {more} more user(s) in the evidence)"] if more > 0 else []
+    return "\n".join([_STEPS, *lines, *tail])
 
 
 def _read_signins(snapshot: TenantSnapshot) -> list[Any] | None:

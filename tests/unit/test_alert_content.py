@@ -183,6 +183,16 @@ def test_email_is_an_html_sendmail_body_with_everything_escaped():
     assert message["internetMessageHeaders"] == [{"name": "X-Authwatch-Alert-Id", "value": group(hostile, DRIFT).id}]
 
 
+def test_email_keeps_a_remediation_one_command_per_line():
+    fix = "Force new tokens:\nSet-User 'a@contoso.example' -STSRefreshTokensValidFrom ([DateTime]::UtcNow)\n" \
+          "Set-User 'b@contoso.example' -STSRefreshTokensValidFrom ([DateTime]::UtcNow)"
+    failed = record("control.failed", "entra_legacy_signins_blocked", "high", "Legacy sign-ins succeed.",
+                    {"before": "pass", "after": "fail", "remediation": fix})
+    html = mail_channel().render_alert(group(failed))["message"]["body"]["content"]
+    assert "Force new tokens:<br>Set-User &#x27;a@contoso.example&#x27;" in html
+    assert "UtcNow)<br>Set-User &#x27;b@contoso.example&#x27;" in html
+
+
 # --- digests --------------------------------------------------------------------------------------------------------------
 
 def test_every_channel_renders_a_digest():

@@ -68,6 +68,16 @@ def test_gap_remediation_forces_new_tokens_for_the_user():
     assert "sign-in logs" in result.remediation
 
 
+def test_one_remediation_names_the_real_users_each_command_on_its_own_line():
+    result = verdict([signin(), signin(user="printer@contoso.com", userId=None)])
+    lines = result.remediation.splitlines()
+    assert "<id>" not in result.remediation  # never the generic command beside the real ones
+    commands = [line for line in lines if line.startswith("Set-User")]
+    assert commands == ["Set-User '26be570a-ae82-4189-b4e2-a37c6808512d' -STSRefreshTokensValidFrom ([DateTime]::UtcNow)",
+                        "Set-User 'printer@contoso.com' -STSRefreshTokensValidFrom ([DateTime]::UtcNow)"]
+    assert lines[0].endswith("force new tokens so the block bites now:")
+
+
 def test_a_success_exactly_at_e_plus_h_is_a_gap():
     assert verdict([signin(CLOSES)]).status == "fail"
     assert verdict([signin("2026-11-22T08:00:00.0000000Z")]).status == "fail"  # Graph's 7 fractional digits

@@ -40,6 +40,11 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
+def _lines(text: Any) -> str:
+    """Escaped, its line breaks kept: a remediation lists one command per line, and HTML would run them together."""
+    return _e(text).replace("\n", "<br>")
+
+
 def _colour(item: EventView) -> str:
     if item.resolution:
         return "#107c10"
@@ -49,7 +54,7 @@ def _colour(item: EventView) -> str:
 def _event_html(item: EventView) -> str:
     heading = item.label
     rows = "".join(f'<tr><th style="text-align:left;vertical-align:top;padding:2px 12px 2px 0;white-space:nowrap">'
-                   f'{_e(label)}</th><td style="padding:2px 0">{_e(text)}</td></tr>' for label, text in item.facts())
+                   f'{_e(label)}</th><td style="padding:2px 0">{_lines(text)}</td></tr>' for label, text in item.facts())
     return (f'<div style="border-left:4px solid {_colour(item)};padding:4px 12px;margin:14px 0">'
             f'<h3 style="margin:0 0 4px">{_e(heading)} <span style="color:#616161;font-weight:normal">'
             f'({_e(item.severity)})</span></h3><p style="margin:0 0 6px">{_e(item.summary)}</p>'
@@ -147,7 +152,7 @@ class GraphMail(Channel):
             parts.append(f'<h3 style="margin:16px 0 4px">{_e(entry.tenant_name)}</h3><ul>')
             for alert in entry.alerts[:MAX_DIGEST_ALERTS - shown]:
                 item = view(alert, digest.now)
-                fix = f'<br><span style="color:#616161">Fix: {_e(item.remediation)}</span>' if item.remediation \
+                fix = f'<br><span style="color:#616161">Fix: {_lines(item.remediation)}</span>' if item.remediation \
                     else ""
                 parts.append(f"<li><b>{_e(item.severity.upper())}</b> {_e(item.label)}: {_e(item.summary)} "
                              f"<i>({_e(age(item.at, digest.now))})</i>{fix}</li>")
