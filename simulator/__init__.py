@@ -1,5 +1,6 @@
 """authwatch simulator: a local, HTTPS, multi-tenant stand-in for Entra ID, Microsoft Graph and the
-Exchange Online admin API, faithful to the wire formats the real SDKs use. See README.md."""
+Exchange Online admin API, faithful to Microsoft's documented wire formats. See README.md.
+May import: nothing of authwatch (shared/, functions/): it plays Microsoft from Microsoft's documents, not our reading."""
 from __future__ import annotations
 
 from .scenario import load_scenario

@@ -1,5 +1,5 @@
-"""Alert delivery: channels (Teams, Slack, generic webhook, e-mail) as registered plug-ins, routing rules, at-least-
-once delivery with one grouped message per tenant and cycle, failed-delivery records and reminder digests.
+"""Alert delivery: channels as plug-ins, routing, at-least-once delivery grouped per tenant and cycle, failed-delivery
+records and reminder digests. May import: shared.tenants, shared.settings and the layers below; not shared.cycle.
 
 Entry points (the Functions layer calls these): `deliver_message`, `record_poison_message`, `run_digest`;
 for the API and the dashboard: `failed_deliveries`; for receivers: `verify_signature` (see README.md here).

@@ -53,7 +53,7 @@ from shared.alerts.store import (
     row_key,
     standing,
 )
-from shared.collect.connection import MicrosoftEndpoints
+from shared.collect.endpoints import MicrosoftEndpoints
 from shared.state.events import EVENT_TYPES
 
 log = logging.getLogger("authwatch.alerts")

@@ -1,4 +1,5 @@
-"""The `authwatch` command line. Each subcommand lives in its own module; this one only dispatches."""
+"""The `authwatch` command line: each subcommand in its own module, this one only dispatches.
+May import: any layer of shared/ below it, and the simulator (the demo); never functions/."""
 
 from __future__ import annotations
 

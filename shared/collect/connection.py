@@ -7,7 +7,6 @@ all three with one https://127.0.0.1 address and a throw-away CA, which is why e
 from __future__ import annotations
 
 import asyncio
-import ssl
 import zlib
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,24 +16,13 @@ import httpx
 from azure.identity.aio import ClientSecretCredential
 
 from shared.collect.credentials import CredentialError, CredentialSpec, UnavailableCredential, build_credential
+from shared.collect.endpoints import MicrosoftEndpoints
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 EXCHANGE_SCOPE = "https://outlook.office365.com/.default"
-
-
-@dataclass(frozen=True)
-class MicrosoftEndpoints:
-    authority: str = "https://login.microsoftonline.com"
-    graph: str = "https://graph.microsoft.com/v1.0"
-    exchange: str = "https://outlook.office365.com"
-    ca_bundle: str | None = None  # extra CA to trust (the simulator's); None = the system store
-    timeout_s: float = 30.0
-
-    def ssl_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else ssl.create_default_context()
 
 
 @dataclass(frozen=True)

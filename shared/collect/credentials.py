@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 from azure.core.credentials import AccessToken
 from azure.identity import CredentialUnavailableError
 
+from shared.collect.endpoints import MicrosoftEndpoints
+
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
-
-    from shared.collect.connection import MicrosoftEndpoints
 
 MODES = ("federated", "secret", "certificate")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 
 from shared.collect import exchange, graph
-from shared.collect.connection import (EXCHANGE_SCOPE, GRAPH_SCOPE, ConnectionPools, MicrosoftEndpoints,
-                                       TenantAccess)
 from shared.collect.budget import RequestBudget
+from shared.collect.connection import EXCHANGE_SCOPE, GRAPH_SCOPE, ConnectionPools, TenantAccess
+from shared.collect.endpoints import MicrosoftEndpoints
 from shared.collect.errors import token_error
 from shared.model import SourceError, TenantSnapshot, parse_time_or_none
 

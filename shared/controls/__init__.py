@@ -1,4 +1,5 @@
-"""The control catalogue. Importing this package registers every control module listed in CATALOGUE, in order."""
+"""The control catalogue: pure checks, a snapshot and a clock in, a verdict out. Importing this package registers
+every control module listed in CATALOGUE, in order. May import: shared.model, shared.logs only."""
 
 from __future__ import annotations
 

@@ -1,2 +1,2 @@
-"""One tenant's cycle (collect → evaluate → compare → persist → alert) and the fleet fan-out that queues it.
-May import: shared.alerts, shared.tenants, shared.settings and every layer below (see ARCHITECTURE.md)."""
+"""One tenant's cycle (collect → evaluate → compare → persist → queue its alerts) and the fleet fan-out.
+May import: shared.tenants, shared.settings and the layers below; not shared.alerts (beside it: they meet on the queue)."""

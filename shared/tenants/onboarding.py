@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from shared.collect import exchange, graph
-from shared.collect.connection import EXCHANGE_SCOPE, GRAPH_SCOPE, MicrosoftEndpoints, http_client
+from shared.collect.connection import EXCHANGE_SCOPE, GRAPH_SCOPE, http_client
 from shared.collect.credentials import CredentialError, CredentialSpec, build_credential, exchange_audience
+from shared.collect.endpoints import MicrosoftEndpoints
 from shared.collect.snapshot import fetch_token, graph_client
 from shared.model import LICENCE_ERROR_CODE, SourceError
 from shared.tenants import permissions as manifest

@@ -312,7 +312,7 @@ def test_cli_rejects_bad_input_with_status_2(cli_env, simulator_for, tenant_id, 
 # -- diagnosis of failures the simulator cannot produce ------------------------------------------------------------
 
 def diagnosed(*probes):
-    from shared.collect.connection import MicrosoftEndpoints
+    from shared.collect.endpoints import MicrosoftEndpoints
     from shared.tenants.onboarding import diagnose
 
     return diagnose(str(uuid.UUID(int=1)), FEDERATED_SPEC, MicrosoftEndpoints(), list(probes))

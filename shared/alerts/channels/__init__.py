@@ -1,6 +1,5 @@
-"""Alert channels, each a registered plug-in. Importing this package registers the built-in types: teams, slack,
-webhook, email. A new channel is a module with a Channel subclass decorated `@register_channel("<type>")`,
-imported here."""
+"""Alert channels, each a registered plug-in; importing this package registers the built-in types: teams, slack,
+webhook, email. May import: the rest of shared.alerts and the layers below. A new channel: ARCHITECTURE.md."""
 
 from shared.alerts.channels.base import (
     Channel,

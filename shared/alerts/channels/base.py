@@ -23,7 +23,7 @@ from shared.alerts.content import AlertGroup, Digest
 from shared.alerts.errors import AlertConfigError
 from shared.alerts.http import RetryPolicy, post_pinned, with_retries
 from shared.alerts.safety import UnsafeTarget, check_url
-from shared.collect.connection import MicrosoftEndpoints
+from shared.collect.endpoints import MicrosoftEndpoints
 
 CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$")

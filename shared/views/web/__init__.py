@@ -1,5 +1,5 @@
 """The dashboard: one HTML page with its CSS and JavaScript inlined, served by the function app
-(functions/dashboard.py) and by `authwatch serve` (shared/cli/serve.py).
+(functions/dashboard.py) and by `authwatch serve` (shared/cli/serve.py). May import: shared.controls, shared.model.
 
 No build step and no library fetched at run time: index.html, app.css and app.js are package files, joined here
 into one response. One response matters on Azure Functions: every route needs a function key, and a key passed as
