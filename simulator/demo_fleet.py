@@ -17,13 +17,34 @@ BLOCK_POLICY: dict[str, Any] = {
     "createdDateTime": "2024-03-01T10:00:00Z",
     "modifiedDateTime": "2025-11-02T08:15:00Z",
     "state": "enabled",
+    # Every property Graph v1.0 returns for a policy's conditions, nulls and empty lists included (the shape of
+    # conditionalAccessConditionSet: https://learn.microsoft.com/en-us/graph/api/resources/conditionalaccessconditionset).
     "conditions": {
         "userRiskLevels": [], "signInRiskLevels": [], "servicePrincipalRiskLevels": [], "insiderRiskLevels": None,
         "clientAppTypes": ["exchangeActiveSync", "other"],
-        "platforms": None, "devices": None, "locations": None,
-        "applications": {"includeApplications": ["All"], "excludeApplications": []},
+        "platforms": None, "devices": None, "locations": None, "clientApplications": None, "authenticationFlows": None,
+        "applications": {"includeApplications": ["All"], "excludeApplications": [], "includeUserActions": [],
+                         "includeAuthenticationContextClassReferences": [], "applicationFilter": None},
         "users": {"includeUsers": ["All"], "excludeUsers": [], "includeGroups": [], "excludeGroups": [],
-                  "includeRoles": [], "excludeRoles": [], "excludeGuestsOrExternalUsers": None},
+                  "includeRoles": [], "excludeRoles": [], "includeGuestsOrExternalUsers": None,
+                  "excludeGuestsOrExternalUsers": None},
+    },
+    "grantControls": {"operator": "OR", "builtInControls": ["block"]},
+}
+
+# Microsoft's recommended "Block device code flow" policy: all client apps, block — but only for the device code
+# flow (authenticationFlows.transferMethods), so it is no legacy-auth block.
+# https://learn.microsoft.com/en-us/entra/identity/conditional-access/policy-block-authentication-flows
+DEVICE_CODE_POLICY: dict[str, Any] = {
+    "id": "33333333-3333-3333-3333-333333333333",
+    "displayName": "Block device code flow",
+    "createdDateTime": "2025-06-01T10:00:00Z",
+    "modifiedDateTime": None,
+    "state": "enabled",
+    "conditions": {
+        **copy.deepcopy(BLOCK_POLICY["conditions"]),
+        "clientAppTypes": ["all"],
+        "authenticationFlows": {"transferMethods": "deviceCodeFlow"},
     },
     "grantControls": {"operator": "OR", "builtInControls": ["block"]},
 }
@@ -125,7 +146,7 @@ def demo_fleet() -> dict[str, Any]:
     """A fresh copy of the demo scenario (callers may mutate it). Together the tenants fail and pass every control."""
     tenants = [
         _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000001", "Contoso", "healthy: CA blocks legacy auth, SMTP AUTH off",
-                policies=[copy.deepcopy(BLOCK_POLICY), copy.deepcopy(MFA_POLICY)],
+                policies=[copy.deepcopy(BLOCK_POLICY), copy.deepcopy(MFA_POLICY), copy.deepcopy(DEVICE_CODE_POLICY)],
                 signins=[_signin("2026-11-23T07:10:00Z", "kiosk@contoso.example", "IMAP4", error_code=53003)]),
         _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000002", "Fabrikam",
                 "someone switched the legacy-auth block to report-only; a scanner still sends with a password",

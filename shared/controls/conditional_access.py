@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.controls.base import as_list, as_strings
+from shared.controls.ca_conditions import flags, narrowing
 from shared.model import TenantSnapshot, parse_time_or_none
 
 LEGACY_CLIENT_TYPES = ("exchangeActiveSync", "other")
@@ -71,7 +72,7 @@ def _narrowing(conditions: dict[str, Any]) -> list[str]:
         elif as_list(platforms.get("excludePlatforms")):
             reasons.append(f"excludes device platforms {', '.join(as_strings(platforms.get('excludePlatforms')))}")
     for risk_field in _RISK_FIELDS:
-        levels = as_strings(conditions.get(risk_field))
+        levels = flags(conditions.get(risk_field))  # a flags string in Graph ("minor,moderate"), or a list
         if levels:
             reasons.append(f"applies only at {risk_field} {', '.join(levels)}")
     if _dict(conditions.get("devices")).get("deviceFilter") is not None:
@@ -123,6 +124,7 @@ def assess(policy: Any, snapshot: TenantSnapshot) -> PolicyAssessment:
     for kind, ids in unapproved.items():
         reasons.append(f"excludes unapproved {kind}: {', '.join(ids)}")
     reasons.extend(_narrowing(conditions))
+    reasons.extend(narrowing(conditions))  # every other condition, fail-closed on ones authwatch does not know
     effective = parse_time_or_none(policy.get("modifiedDateTime")) or parse_time_or_none(policy.get("createdDateTime"))
     return PolicyAssessment(
         id=str(policy.get("id") or "(no id)"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.controls.base import as_bool, as_strings, first_object
+from shared.controls.ca_conditions import flags, narrowing_fields
 from shared.controls.conditional_access import LEGACY_CLIENT_TYPES
 from shared.controls.exchange_objects import ALLOW_BASIC_AUTH_FIELDS, mailbox_label
 from shared.model import TenantSnapshot
@@ -45,7 +46,7 @@ def normalise_policy(policy: dict[str, Any]) -> dict[str, Any]:
     platforms = conditions.get("platforms")
     guests = users.get("excludeGuestsOrExternalUsers")
     guest_types = _dict(guests).get("guestOrExternalUserTypes")
-    return {
+    normalised = {
         "displayName": policy.get("displayName"),
         "state": policy.get("state"),
         "clientAppTypes": _sorted(conditions.get("clientAppTypes")),
@@ -64,10 +65,18 @@ def normalise_policy(policy: dict[str, Any]) -> dict[str, Any]:
         "excludePlatforms": _sorted(_dict(platforms).get("excludePlatforms")),
         "riskLevels": sorted(f"{name}:{level}" for name in ("userRiskLevels", "signInRiskLevels",
                                                             "servicePrincipalRiskLevels", "insiderRiskLevels")
-                             for level in as_strings(conditions.get(name))),
+                             for level in flags(conditions.get(name))),
         "deviceFilter": _dict(_dict(conditions.get("devices")).get("deviceFilter")).get("rule")
         if _dict(conditions.get("devices")).get("deviceFilter") is not None else None,
     }
+    # Every other narrowing (or unknown) condition: only when there is one, so baselines stored before this key
+    # existed compare equal to a policy without any.
+    narrowed = [field for field in narrowing_fields(conditions)
+                if not field.startswith(("userRiskLevels", "signInRiskLevels", "servicePrincipalRiskLevels",
+                                         "insiderRiskLevels", "devices.deviceFilter", "platforms.", "locations."))]
+    if narrowed:
+        normalised["narrowedBy"] = narrowed
+    return normalised
 
 
 def _blocks_legacy(policy: dict[str, Any]) -> bool:

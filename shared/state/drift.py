@@ -115,6 +115,10 @@ def _policy_changes(before: dict[str, Any], after: dict[str, Any]) -> list[Field
             was, now = check(before), check(after)
             effect = WEAKENED if now and not was else STRENGTHENED if was and not now else NEUTRAL
             note = "narrowed" if now and not was else ""
+        elif name == "narrowedBy":
+            added = sorted(set(new or []) - set(old or []))
+            effect = WEAKENED if added else STRENGTHENED if set(old or []) - set(new or []) else NEUTRAL
+            note = f"now applies only when {'; '.join(added)}" if added else ""
         elif name in ("riskLevels", "deviceFilter"):
             effect = WEAKENED if new and not old else STRENGTHENED if old and not new else NEUTRAL
             note = "only applies under a condition now" if new else ""
