@@ -41,7 +41,7 @@ def read_snapshot(path: str) -> TenantSnapshot:
     except (ValueError, RecursionError) as error:
         # json.loads' own limits: numbers over 4,300 digits (ValueError), nesting deeper than the recursion limit.
         raise UsageError(f"{path}: snapshot: not valid JSON ({error})") from None
-    problem = _out_of_range(snapshot) or _lone_surrogate(snapshot.to_json(), "")
+    problem = _wrong_type(snapshot) or _out_of_range(snapshot) or _lone_surrogate(snapshot.to_json(), "")
     if problem:
         raise UsageError(f"{path}: {problem}")
     return snapshot
@@ -52,6 +52,30 @@ def read_snapshot(path: str) -> TenantSnapshot:
 EARLIEST_COLLECTED_AT = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LATEST_COLLECTED_AT = datetime(9000, 1, 1, tzinfo=timezone.utc)
 MAX_WINDOW_HOURS = 24 * 366
+
+
+# What each source is in a snapshot file: what the collectors write (Graph collections are lists of objects, the
+# singletons objects; Exchange's Get-* cmdlets answer a list even for a singleton, so either is accepted there).
+# A source of another type is bad input (exit 2, the field named), not a verdict of "unknown" (README contract).
+_SOURCE_TYPES: dict[str, tuple[type, ...]] = {
+    "graph.organization": (dict,), "graph.securityDefaults": (dict,), "graph.conditionalAccessPolicies": (list,),
+    "graph.sharepointSettings": (dict,), "graph.signIns": (list,), "graph.directoryAudits": (list,),
+    "exchange.organizationConfig": (dict, list), "exchange.transportConfig": (dict, list),
+    "exchange.authenticationPolicies": (list,), "exchange.casMailboxes": (list,), "exchange.casMailboxPlans": (list,),
+    "exchange.users": (list,),
+}
+_TYPE_NAMES = {dict: "an object", list: "a list"}
+
+
+def _wrong_type(snapshot: TenantSnapshot) -> str | None:
+    for source, expected in _SOURCE_TYPES.items():
+        section, _, name = source.partition(".")
+        items = snapshot.graph if section == "graph" else snapshot.exchange
+        if name in items and not isinstance(items[name], expected):
+            wanted = " or ".join(_TYPE_NAMES[kind] for kind in expected)
+            got = "null" if items[name] is None else type(items[name]).__name__
+            return f"{source}: expected {wanted}, got {got} ({str(items[name])[:40]!r})"
+    return None
 
 
 def _out_of_range(snapshot: TenantSnapshot) -> str | None:

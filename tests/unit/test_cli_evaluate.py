@@ -95,3 +95,26 @@ def test_console_script_reads_stdin_and_prints_no_traceback():
                           timeout=60)
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["tenantId"]
+
+
+@pytest.mark.parametrize("section,name,value,named", [
+    ("graph", "conditionalAccessPolicies", "all of them", "graph.conditionalAccessPolicies: expected a list, got str"),
+    ("graph", "securityDefaults", [True], "graph.securityDefaults: expected an object, got list"),
+    ("exchange", "casMailboxes", None, "exchange.casMailboxes: expected a list, got null"),
+])
+def test_a_source_of_the_wrong_type_exits_2_naming_the_field(tmp_path, capsys, section, name, value, named):
+    document = json.loads((FIXTURES / "healthy.json").read_text())
+    document[section][name] = value
+    path = tmp_path / "wrong.json"
+    path.write_text(json.dumps(document))
+    assert main(["evaluate", "--snapshot", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert named in captured.err and captured.out == ""
+
+
+def test_exchange_singletons_may_be_a_one_item_list(tmp_path, capsys):
+    document = json.loads((FIXTURES / "healthy.json").read_text())
+    document["exchange"]["transportConfig"] = [document["exchange"]["transportConfig"]]
+    path = tmp_path / "list.json"
+    path.write_text(json.dumps(document))
+    assert main(["evaluate", "--snapshot", str(path), "--format", "json"]) == 0
