@@ -13,19 +13,26 @@ from shared.model import ControlResult, EvaluationContext, Severity, Status, Ten
 METADATA = ControlMetadata(
     id="exo_basic_auth_policy",
     label="auth policies",
-    title="Applied authentication policies do not allow basic authentication",
+    title="Applied authentication policies do not allow basic SMTP AUTH",
     severity=Severity.HIGH,
     frameworks=(),
     sources=("exchange.authenticationPolicies", "exchange.organizationConfig", "exchange.users"),
     permissions=("Exchange.ManageAsApp", "Entra role: Global Reader"),
     remediation=(
-        "Turn basic authentication off in every applied authentication policy: Set-AuthenticationPolicy <name> "
-        "-AllowBasicAuthSmtp:$false (and every other AllowBasicAuth* that is $true). Changes take up to 24 hours; "
+        "Turn basic SMTP AUTH off in every applied authentication policy: Set-AuthenticationPolicy <name> "
+        "-AllowBasicAuthSmtp:$false (the other AllowBasicAuth* no longer matter: Microsoft retired Basic for those "
+        "protocols). Changes take up to 24 hours; "
         "Set-User <id> -STSRefreshTokensValidFrom ([DateTime]::UtcNow) makes them bite now."
     ),
 )
 
 FIX_SHOWN = 5
+# Microsoft switched Basic authentication off service-side for every Exchange Online protocol but SMTP AUTH
+# (October–December 2022, no re-enable since), so an AllowBasicAuth* true for them opens nothing today:
+# https://learn.microsoft.com/en-us/exchange/clients-and-mobile-in-exchange-online/deprecation-of-basic-authentication-exchange-online
+# SMTP AUTH still takes Basic: unchanged through December 2026, then off by default but re-enableable (MC786329,
+# updated January 27, 2026). So AllowBasicAuthSmtp decides; the others are evidence (controls.md §5).
+STILL_BASIC = "Smtp"
 
 
 @register(METADATA)
@@ -67,14 +74,19 @@ def check(snapshot: TenantSnapshot, context: EvaluationContext = EvaluationConte
     applied_unreadable: list[str] = []
     unapplied_doubtful = False  # an unapplied policy that allows (or may allow) basic, if an unreadable user uses it
     unreadable_policies = 0
+    retired_allowed: list[dict[str, Any]] = []
     for policy in policies:
         if policy_name(policy) is None:
             unreadable_policies += 1
             continue
         flags = basic_auth_flags(policy)
-        allowed = [protocol for protocol, value in flags.items() if value is True]
-        doubtful = any(value is None for value in flags.values())
+        allowed = [STILL_BASIC] if flags[STILL_BASIC] is True else []
+        doubtful = flags[STILL_BASIC] is None
         entry = applied.get(id(policy))
+        retired = [protocol for protocol, value in flags.items() if value is True and protocol != STILL_BASIC]
+        if entry is not None and retired:
+            retired_allowed.append({"policy": entry["policy"], "protocols": retired,
+                                    "note": f"no effect since Microsoft retired Basic for {', '.join(retired)}"})
         if entry is None:
             unapplied_doubtful = unapplied_doubtful or bool(allowed) or doubtful
             if allowed:
@@ -96,6 +108,8 @@ def check(snapshot: TenantSnapshot, context: EvaluationContext = EvaluationConte
         # Informational: they govern nobody today, but assigning one would reopen basic auth.
         "unappliedPoliciesAllowingBasic": unapplied_allowing[:EVIDENCE_LIMIT],
         "unresolvedPolicies": unresolved[:EVIDENCE_LIMIT],
+        # Applied policies that still say AllowBasicAuth* true for protocols Microsoft retired: tidy, not a risk.
+        "retiredProtocolsAllowed": retired_allowed[:EVIDENCE_LIMIT],
         "unreadableUsers": unreadable_users,
         "unreadablePolicies": unreadable_policies,
     }

@@ -54,7 +54,22 @@ def test_user_assigned_policy_allowing_basic_fails_counting_its_users():
     assert result.status == "fail"
     [finding] = result.evidence["appliedPoliciesAllowingBasic"]
     assert finding == {"policy": "Scanners", "isDefault": False, "assignedUsers": 2, "inheritingUsers": 0,
-                       "protocols": ["Pop", "Smtp"], "users": 2}
+                       "protocols": ["Smtp"], "users": 2}
+    assert result.evidence["retiredProtocolsAllowed"] == [
+        {"policy": "Scanners", "protocols": ["Pop"], "note": "no effect since Microsoft retired Basic for Pop"}]
+
+
+@pytest.mark.parametrize("retired", ["Pop", "Imap", "ActiveSync", "WebServices", "Powershell", "Mapi"])
+def test_basic_allowed_only_for_a_protocol_microsoft_retired_is_no_failure(retired):
+    result = verdict([policy("Legacy", retired)], [user("a@contoso.com")], default="Legacy")
+    assert result.status == "pass"
+    assert result.evidence["retiredProtocolsAllowed"] == [
+        {"policy": "Legacy", "protocols": [retired], "note": f"no effect since Microsoft retired Basic for {retired}"}]
+
+
+def test_an_unreadable_smtp_flag_is_unknown_whatever_the_retired_ones_say():
+    broken = {**policy("Legacy", "Pop"), "AllowBasicAuthSmtp": "perhaps"}
+    assert verdict([broken], [user("a@contoso.com")], default="Legacy").status == "unknown"
 
 
 def test_summary_names_the_policy_its_users_and_protocols():
@@ -68,10 +83,9 @@ def test_default_policy_summary_says_it_covers_everyone_without_their_own():
     assert "organisation default: every user without a policy of their own" in result.summary
 
 
-def test_remediation_names_the_policy_and_the_exact_flags():
+def test_remediation_names_the_policy_and_the_flag_that_still_matters():
     result = verdict([policy("Scanners", "Smtp", "Imap")], [user("a@contoso.com", "Scanners")])
-    assert "Set-AuthenticationPolicy 'Scanners' -AllowBasicAuthImap:$false -AllowBasicAuthSmtp:$false" \
-        in result.remediation
+    assert "Set-AuthenticationPolicy 'Scanners' -AllowBasicAuthSmtp:$false." in result.remediation
     assert "STSRefreshTokensValidFrom" in result.remediation
 
 
