@@ -44,6 +44,11 @@ param intervalMinutes int = 15
 @minValue(1)
 param historyDays int = 90
 
+@description('Hours each sign-in and audit read goes back before the last complete one (Entra logs some entries late).')
+@minValue(1)
+@maxValue(24)
+param signinOverlapHours int = 3
+
 @description('NCRONTAB of the reminder digest of still-open alerts (default 08:00 UTC daily).')
 param digestSchedule string = '0 0 8 * * *'
 
@@ -195,6 +200,7 @@ var appSettings = {
   AUTHWATCH_SCHEDULE: schedule
   AUTHWATCH_INTERVAL_MINUTES: string(intervalMinutes)
   AUTHWATCH_HISTORY_DAYS: string(historyDays)
+  AUTHWATCH_SIGNIN_OVERLAP_HOURS: string(signinOverlapHours)
   AUTHWATCH_AUTHORITY_HOST: authorityHost
   AUTHWATCH_GRAPH_URL: graphUrl
   AUTHWATCH_EXCHANGE_URL: exchangeUrl

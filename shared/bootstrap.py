@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Mapping
 
 from shared.collect.connection import ConnectionPools
@@ -21,6 +22,7 @@ def build_monitor(settings: Settings) -> Monitor:
         alerts=JsonQueue.from_connection_string(settings.storage, ALERTS_QUEUE),
         endpoints=settings.endpoints,
         history_days=settings.history_days,
+        signin_overlap=timedelta(hours=settings.signin_overlap_hours),
         pools=ConnectionPools.for_process(settings.endpoints),
     )
 

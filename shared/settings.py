@@ -20,6 +20,7 @@ class Settings:
     endpoints: MicrosoftEndpoints
     history_days: int = 90
     interval_minutes: int = 15  # how often a tenant is due, unless its registry entry overrides it
+    signin_overlap_hours: int = 3  # how far each sign-in read goes back before the last complete one (late logs)
     storage_table_url: str = ""
     storage_queue_url: str = ""
 
@@ -46,8 +47,13 @@ class Settings:
         raw_interval = env.get("AUTHWATCH_INTERVAL_MINUTES", "15")
         if not raw_interval.isdigit() or not 5 <= int(raw_interval) <= 1440:
             raise SettingsError(f"AUTHWATCH_INTERVAL_MINUTES must be between 5 and 1440, got {raw_interval!r}")
+        raw_overlap = env.get("AUTHWATCH_SIGNIN_OVERLAP_HOURS", "3")
+        if not raw_overlap.isdigit() or not 1 <= int(raw_overlap) <= 24:
+            raise SettingsError(f"AUTHWATCH_SIGNIN_OVERLAP_HOURS must be a whole number of hours between 1 and 24, "
+                                f"got {raw_overlap!r}")
         return cls(storage_connection_string=storage, endpoints=endpoints_from_env(env), history_days=int(raw_days),
-                   interval_minutes=int(raw_interval), storage_table_url=table_url, storage_queue_url=queue_url)
+                   interval_minutes=int(raw_interval), signin_overlap_hours=int(raw_overlap),
+                   storage_table_url=table_url, storage_queue_url=queue_url)
 
 
 def endpoints_from_env(env: Mapping[str, str] | None = None) -> MicrosoftEndpoints:

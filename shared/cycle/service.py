@@ -22,7 +22,7 @@ from shared.collect.budget import RequestBudget
 from shared.collect.connection import ConnectionPools
 from shared.collect.snapshot import CollectionHints
 from shared.model import ControlResult, TenantSnapshot, format_time, parse_time_or_none
-from shared.state.compare import Comparison, compare, watermark
+from shared.state.compare import DEFAULT_SIGNIN_OVERLAP, Comparison, compare, watermark
 from shared.state.events import EVENT_TYPES, Event
 from shared.storage.queues import JsonQueue
 from shared.storage.tenant_store import ConcurrencyConflict, TenantRecord, TenantStore
@@ -41,6 +41,7 @@ class Monitor:
     alerts: JsonQueue
     endpoints: MicrosoftEndpoints
     history_days: int = 90
+    signin_overlap: timedelta = DEFAULT_SIGNIN_OVERLAP  # see shared.state.compare.watermark
     # Shared by every collection in this process so a concurrent fleet stays under Microsoft's limits.
     budget: RequestBudget | None = field(default_factory=RequestBudget)
     # Likewise the connection pools to Microsoft (made on first use, per event loop). Given ones (the process's, see
@@ -153,7 +154,7 @@ async def evaluate_tenant(access: TenantAccess, monitor: Monitor, *, now: dateti
             # sooner than the claim lapses): keep the flag, or no later run would ever send them.
             owed = bool(await monitor.store.pending_events(access.tenant_id))
         stage = "collect"
-        outcome.snapshot = await collect_tenant(access, monitor.endpoints, now=now, since=watermark(record.state),
+        outcome.snapshot = await collect_tenant(access, monitor.endpoints, now=now, since=watermark(record.state, monitor.signin_overlap),
                                                 budget=monitor.budget, hints=hints_from(record.state),
                                                 pools=monitor.pools)
         stage = "persist"

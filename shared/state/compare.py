@@ -329,9 +329,16 @@ def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: 
     return Comparison(state=state, results=results, events=cycle.events, notes=cycle.notes, baseline=new_baseline)
 
 
-def watermark(state: dict[str, Any] | None, overlap: timedelta = timedelta(minutes=10)) -> datetime | None:
-    """Where the next collection of sign-ins and audits starts: the last success that read them in full, minus a
-    small overlap, so an item logged late is still seen (and the once-per-window flags keep it from raising a second
+# Entra documents typical sign-in log latency (minutes) but no upper bound on how late a sign-in reaches the log
+# (Microsoft Entra monitoring and health FAQ, https://learn.microsoft.com/en-us/entra/identity/monitoring-health/reports-faq),
+# so each read goes back this far before the last complete read. Sign-ins are merged by id (with_recent_signins) and gaps are raised once per
+# window, so the overlap never counts a sign-in twice. AUTHWATCH_SIGNIN_OVERLAP_HOURS changes it.
+DEFAULT_SIGNIN_OVERLAP = timedelta(hours=3)
+
+
+def watermark(state: dict[str, Any] | None, overlap: timedelta = DEFAULT_SIGNIN_OVERLAP) -> datetime | None:
+    """Where the next collection of sign-ins and audits starts: the last success that read them in full, minus the
+    overlap, so an item logged late is still seen (and the once-per-window flags keep it from raising a second
     event). A cycle whose sign-ins or audits failed does not move it: the next one reads that stretch again."""
     state = state or {}
     last = _time(state.get("readThrough", state.get("lastSuccessAt")))

@@ -396,9 +396,9 @@ def test_signins_page_that_fails_halfway_is_neither_committed_nor_skipped(simula
     assert_partial(row, "graph.signIns", 500, "InternalServerError", SIGNINS)
     assert row.faulted.state(f)["recentLegacySignIns"] == []
     assert_neighbours_unharmed(row)
-    # Not skipped: the next read starts where the last complete one did (T0, minus the 10-minute overlap) ...
+    # Not skipped: the next read starts where the last complete one did (T0, minus the 3-hour overlap) ...
     first_page = unquote(row.recovered.hits(f, "graph.signIns")[0]["query"])
-    assert "createdDateTime ge 2026-11-23T07:50:00Z" in first_page, first_page
+    assert "createdDateTime ge 2026-11-23T05:00:00Z" in first_page, first_page
     # ... so the legacy sign-in on the lost page is found, and alerted on once.
     assert row.recovered.raised(f) == [("enforcement.gap", SIGNINS)]
     assert row.recovered.statuses(f)[SIGNINS] == "fail"

@@ -132,7 +132,7 @@ def test_signins_are_fetched_since_the_watermark_with_an_overlap(simulator_for, 
     asyncio.run(cycle(storage_connection_string, sim, queue_name, tenant, T1 + timedelta(minutes=15)))
     queries = [json.dumps(entry["query"]) for entry in sim.requests_log if entry["endpoint"] == "graph.signIns"]
     assert "createdDateTime ge 2026-11-21T08:00:00Z" in queries[0]  # first look: 48 hours back
-    assert "createdDateTime ge 2026-11-23T07:50:00Z" in queries[1]  # then: last success minus 10 minutes
+    assert "createdDateTime ge 2026-11-23T05:00:00Z" in queries[1]  # then: last success minus the 3-hour overlap
 
 
 def test_same_cycle_delivered_twice_raises_nothing_new(simulator_for, storage_connection_string, queue_name):

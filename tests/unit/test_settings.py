@@ -27,7 +27,20 @@ def test_no_storage_at_all_names_the_settings():
 
 
 @pytest.mark.parametrize(("name", "value"), [("AUTHWATCH_HISTORY_DAYS", "0"), ("AUTHWATCH_INTERVAL_MINUTES", "1"),
+                                             ("AUTHWATCH_SIGNIN_OVERLAP_HOURS", "0"),
+                                             ("AUTHWATCH_SIGNIN_OVERLAP_HOURS", "two"),
                                              ("AUTHWATCH_GRAPH_URL", "http://graph.example")])
 def test_bad_values_are_refused_with_the_setting_named(name, value):
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({"AUTHWATCH_STORAGE_CONNECTION_STRING": "x", name: value})
+
+
+def test_the_sign_in_overlap_defaults_to_three_hours_and_reaches_the_monitor():
+    from datetime import timedelta
+
+    from shared.bootstrap import build_monitor
+
+    assert Settings.from_env({"AUTHWATCH_STORAGE_CONNECTION_STRING": "x"}).signin_overlap_hours == 3
+    settings = Settings.from_env({"AUTHWATCH_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+                                  "AUTHWATCH_SIGNIN_OVERLAP_HOURS": "6"})
+    assert build_monitor(settings).signin_overlap == timedelta(hours=6)
