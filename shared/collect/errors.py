@@ -47,5 +47,16 @@ def http_error(status: int | None, code: str, message: str) -> SourceError:
     return SourceError(status=status, code=code or (f"HTTP{status}" if status else "Error"), message=_trim(message))
 
 
+class IncompleteRead(Exception):
+    """Paging ended before the answer did: the page cap was reached with a nextLink still to follow, or a nextLink
+    came back that was already followed (a loop). The source is recorded as not collected, never as complete."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}; the rest was not read")
+        self.code = "PageLimitReached" if "page" in reason else "NextLinkLoop"
+
+
 def transport_error(error: Exception) -> SourceError:
+    if isinstance(error, IncompleteRead):
+        return SourceError(status=None, code=error.code, message=_trim(str(error)))
     return SourceError(status=None, code=type(error).__name__, message=_trim(str(error) or type(error).__name__))

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from kiota_http.middleware import REQUEST_OPTIONS_KEY
 
-from shared.collect.errors import http_error, transport_error
+from shared.collect.errors import IncompleteRead, http_error, transport_error
 from shared.model import SourceError
 
 MAX_PAGES = 1000
@@ -86,8 +86,9 @@ async def read_source(http: httpx.AsyncClient, base_url: str, tenant_id: str, to
     }
     body = {"CmdletInput": {"CmdletName": source.cmdlet, "Parameters": source.parameters}}
     items: list[Any] = []
+    followed: set[str] = set()
     try:
-        for _ in range(MAX_PAGES):
+        while True:  # bounded: each turn follows a new nextLink, at most MAX_PAGES of them
             # msgraph's transport runs its middleware (the retry of 429/503/504 honouring Retry-After) only for
             # requests that carry kiota request options: without them one 429 from Exchange lost the source.
             response = await http.post(url, params=params, json=body, headers=headers,
@@ -105,6 +106,12 @@ async def read_source(http: httpx.AsyncClient, base_url: str, tenant_id: str, to
             next_link = payload.get("@odata.nextLink")
             if not next_link:
                 break
+            if len(followed) >= MAX_PAGES:
+                raise IncompleteRead(f"exchange.{source.name}", f"stopped at the page cap ({MAX_PAGES} pages)")
+            if next_link in followed:
+                raise IncompleteRead(f"exchange.{source.name}",
+                                     "Exchange returned a nextLink already followed (a paging loop)")
+            followed.add(next_link)
             url, params = next_link, None  # the nextLink already carries the query
     except Exception as error:  # noqa: BLE001 - errors are values at the edge
         return None, transport_error(error)

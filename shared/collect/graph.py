@@ -15,7 +15,7 @@ from kiota_abstractions.api_error import APIError
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 
-from shared.collect.errors import http_error, transport_error
+from shared.collect.errors import IncompleteRead, http_error, transport_error
 from shared.controls.signins import is_legacy_signin
 from shared.model import SourceError, format_time
 
@@ -106,13 +106,21 @@ def _shape(source: GraphSource, items: list[Any]) -> Any:
     return items
 
 
-async def _pages(adapter: Any, body: Any, before_request: Callable[[], Awaitable[None]] | None) -> list[Any]:
-    """The items of a collection answer, following @odata.nextLink through the SDK adapter."""
+async def _pages(adapter: Any, body: Any, before_request: Callable[[], Awaitable[None]] | None,
+                 source: str = "graph") -> list[Any]:
+    """The items of a collection answer, following @odata.nextLink through the SDK adapter. Ends with
+    IncompleteRead, never silently, when the cap is reached with more to read or a nextLink repeats."""
     items = list((body or {}).get("value") or [])
-    for _ in range(MAX_PAGES):
+    followed: set[str] = set()
+    while True:  # bounded: each turn follows a new link, and at most MAX_PAGES of them
         next_link = (body or {}).get("@odata.nextLink")
         if not next_link:
-            break
+            return items
+        if len(followed) >= MAX_PAGES:
+            raise IncompleteRead(source, f"stopped at the page cap ({MAX_PAGES} pages)")
+        if next_link in followed:
+            raise IncompleteRead(source, "Graph returned a nextLink already followed (a paging loop)")
+        followed.add(next_link)
         page = RequestInformation(Method.GET)
         page.url = next_link
         page.headers.try_add("Accept", "application/json")
@@ -120,7 +128,6 @@ async def _pages(adapter: Any, body: Any, before_request: Callable[[], Awaitable
             await before_request()
         body = await _get_json(adapter, page)
         items.extend((body or {}).get("value") or [])
-    return items
 
 
 async def read_batch(client: Any, http: Any, graph_url: str, token: str,
@@ -150,7 +157,8 @@ async def read_batch(client: Any, http: Any, graph_url: str, token: str,
         status, body = int(item.get("status") or 0), item.get("body")
         if status == 200:
             try:
-                value = (_shape(source, await _pages(client.request_adapter, body, before_request))
+                value = (_shape(source, await _pages(client.request_adapter, body, before_request,
+                                                          f"graph.{source.name}"))
                          if source.collection else body)
                 answers[source.name] = (value, None)
             except Exception as error:  # noqa: BLE001
@@ -177,6 +185,6 @@ async def read_source(client: Any, source: GraphSource, since: datetime,
         body = await _get_json(adapter, _first_request(client, source, since))
         if not source.collection:
             return body, None
-        return _shape(source, await _pages(adapter, body, before_request)), None
+        return _shape(source, await _pages(adapter, body, before_request, f"graph.{source.name}")), None
     except Exception as error:  # noqa: BLE001 - errors are values at the edge
         return None, _source_error(error)
