@@ -164,10 +164,12 @@ def demo_fleet() -> dict[str, Any]:
                 policies=[], security_defaults=True, smtp_auth_disabled="False",
                 auth_policies=[_auth_policy("Legacy printers", Smtp=True)], default_policy="Legacy printers"),
         _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000004", "Tailspin Toys",
-                "new block policy switched on last night: inside its 24-hour window, IMAP still succeeding",
+                "new block policy switched on last night: inside its 24-hour window, the CRM still sends with SMTP AUTH",
                 policies=[_policy(createdDateTime="2026-11-22T20:00:00Z", modifiedDateTime="2026-11-22T20:00:00Z")],
-                signins=[_signin("2026-11-23T06:00:00Z", "sales@tailspin.example", "IMAP4"),
-                         _signin("2026-11-22T19:00:00Z", "sales@tailspin.example", "IMAP4")]),
+                # Basic auth still succeeds only for SMTP AUTH in 2026: Microsoft retired it for IMAP, POP, EAS, EWS
+                # and the rest in 2022 (a successful IMAP4 Basic sign-in cannot happen any more).
+                signins=[_signin("2026-11-23T06:00:00Z", "sales@tailspin.example", "Authenticated SMTP"),
+                         _signin("2026-11-22T19:00:00Z", "sales@tailspin.example", "Authenticated SMTP")]),
         _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000005", "Woodgrove Bank",
                 "admin consent revoked: authwatch can no longer sign in",
                 policies=[copy.deepcopy(BLOCK_POLICY)], consent=False),
@@ -216,8 +218,8 @@ def _printer_override(tenant: dict[str, Any]) -> None:
         "PopEnabled": False, "ImapEnabled": False, "ActiveSyncEnabled": True})
 
 
-def _late_imap(tenant: dict[str, Any]) -> None:
-    tenant["graph"]["signIns"].append(_signin("2026-11-23T20:30:00Z", "sales@tailspin.example", "IMAP4"))
+def _late_smtp(tenant: dict[str, Any]) -> None:
+    tenant["graph"]["signIns"].append(_signin("2026-11-23T20:30:00Z", "sales@tailspin.example", "Authenticated SMTP"))
 
 
 def _reconsent(tenant: dict[str, Any]) -> None:
@@ -231,7 +233,7 @@ STORY: list[tuple[float, str, str, Any]] = [
     (2, LITWARE, "SMTP AUTH is turned on for a second printer mailbox", _printer_override),
     (3, CONTOSO, "the admin switches the block back on: a new 24-hour enforcement window starts",
      _set_block_state("enabled", "2026-11-23T10:55:00Z")),
-    (13, TAILSPIN, "25 hours after its new block, an IMAP client still signs in", _late_imap),
+    (13, TAILSPIN, "25 hours after its new block, the CRM still sends with SMTP AUTH", _late_smtp),
     (24, WOODGROVE, "the customer grants admin consent again", _reconsent),
     (28, CONTOSO, "Contoso's window has closed with no legacy sign-in", None),
 ]

@@ -6,8 +6,8 @@ The fleet is simulator/demo_fleet.py, evaluated through the queue worker's servi
 
 1. at DEMO_NOW, with Fabrikam as it was before its story: the legacy-auth block enforced;
 2. one hour later, after admin@fabrikam.example switched that block to report-only (with the Conditional Access
-   audit entry that names them) and the scanner sent mail with a password twice; Tailspin Toys' IMAP client kept
-   signing in inside its 24-hour enforcement window.
+   audit entry that names them) and the scanner sent mail with a password twice; Tailspin Toys' CRM kept sending
+   with SMTP AUTH inside its 24-hour enforcement window.
 
 So the dashboard shows a drift as before → after with who and when, alerts, and an open window's countdown. The
 demo clock keeps running from the second cycle (DEMO_NOW + 1 h + the time since start).
@@ -72,13 +72,13 @@ def _switch_to_report_only(at: datetime) -> Callable[[dict[str, Any]], None]:
     return mutate
 
 
-def _imap_keeps_trying(at: datetime) -> Callable[[dict[str, Any]], None]:
+def _crm_keeps_sending(at: datetime) -> Callable[[dict[str, Any]], None]:
     from simulator.demo_fleet import _signin
 
     def mutate(tenant: dict[str, Any]) -> None:
         tenant["graph"]["signIns"] = tenant["graph"]["signIns"] + [
-            _signin(format_time(at - timedelta(minutes=45)), "sales@tailspin.example", "IMAP4"),
-            _signin(format_time(at - timedelta(minutes=20)), "sales@tailspin.example", "IMAP4"),
+            _signin(format_time(at - timedelta(minutes=45)), "sales@tailspin.example", "Authenticated SMTP"),
+            _signin(format_time(at - timedelta(minutes=20)), "sales@tailspin.example", "Authenticated SMTP"),
             _signin(format_time(at - timedelta(minutes=5)), "warehouse@tailspin.example", "Exchange ActiveSync")]
     return mutate
 
@@ -169,9 +169,9 @@ def seed_demo(connection_string: str, sim: Any, *, base_env: Mapping[str, str] |
             say(f"Cycle 1 at {format_time(first)} (simulated): evaluating {len(ids)} tenants…")
             await evaluate_fleet(fleet, ids, now=first)
             sim.update_tenant(FABRIKAM, _switch_to_report_only(second))
-            sim.update_tenant(TAILSPIN, _imap_keeps_trying(second))
+            sim.update_tenant(TAILSPIN, _crm_keeps_sending(second))
             say(f"Cycle 2 at {format_time(second)}: {DRIFT_BY} switched Fabrikam's legacy-auth block to report-only; "
-                "Tailspin Toys' IMAP client keeps signing in inside its enforcement window…")
+                "Tailspin Toys' CRM keeps sending with SMTP AUTH inside its enforcement window…")
             await evaluate_fleet(fleet, ids, now=second)
         finally:
             await fleet.close()

@@ -144,7 +144,7 @@ def test_tenant_page_counts_down_an_open_enforcement_window(page):
     page.wait_for_function("first => document.getElementById('countdown').textContent !== first", arg=first,
                            timeout=5000)  # it ticks
     labels = page.locator("#timeline text.signin").evaluate_all("nodes => nodes.map(node => node.textContent)")
-    assert any("sales@tailspin.example" in label and "IMAP4" in label for label in labels)
+    assert any("sales@tailspin.example" in label and "Authenticated SMTP" in label for label in labels)
     assert page.locator('#control-entra_legacy_signins_blocked[data-status="pending"]').count() == 1
     screenshot(page, "tenant-tailspin.png")
 
