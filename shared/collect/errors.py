@@ -51,9 +51,9 @@ class IncompleteRead(Exception):
     """Paging ended before the answer did: the page cap was reached with a nextLink still to follow, or a nextLink
     came back that was already followed (a loop). The source is recorded as not collected, never as complete."""
 
-    def __init__(self, source: str, reason: str) -> None:
+    def __init__(self, source: str, code: str, reason: str) -> None:
         super().__init__(f"{source}: {reason}; the rest was not read")
-        self.code = "PageLimitReached" if "page" in reason else "NextLinkLoop"
+        self.code = code  # PageLimitReached or NextLinkLoop
 
 
 def transport_error(error: Exception) -> SourceError:

@@ -107,9 +107,10 @@ async def read_source(http: httpx.AsyncClient, base_url: str, tenant_id: str, to
             if not next_link:
                 break
             if len(followed) >= MAX_PAGES:
-                raise IncompleteRead(f"exchange.{source.name}", f"stopped at the page cap ({MAX_PAGES} pages)")
+                raise IncompleteRead(f"exchange.{source.name}", "PageLimitReached",
+                                     f"stopped at the page cap ({MAX_PAGES} pages)")
             if next_link in followed:
-                raise IncompleteRead(f"exchange.{source.name}",
+                raise IncompleteRead(f"exchange.{source.name}", "NextLinkLoop",
                                      "Exchange returned a nextLink already followed (a paging loop)")
             followed.add(next_link)
             url, params = next_link, None  # the nextLink already carries the query

@@ -117,9 +117,9 @@ async def _pages(adapter: Any, body: Any, before_request: Callable[[], Awaitable
         if not next_link:
             return items
         if len(followed) >= MAX_PAGES:
-            raise IncompleteRead(source, f"stopped at the page cap ({MAX_PAGES} pages)")
+            raise IncompleteRead(source, "PageLimitReached", f"stopped at the page cap ({MAX_PAGES} pages)")
         if next_link in followed:
-            raise IncompleteRead(source, "Graph returned a nextLink already followed (a paging loop)")
+            raise IncompleteRead(source, "NextLinkLoop", "Graph returned a nextLink already followed (a paging loop)")
         followed.add(next_link)
         page = RequestInformation(Method.GET)
         page.url = next_link

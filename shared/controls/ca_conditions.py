@@ -17,7 +17,7 @@ pages it links. The risk levels and `insiderRiskLevels` are flags enums: Graph s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 # What a property does to a block policy aimed at all users, all cloud apps and the legacy client types.
 TARGET = "target"  # checked by the qualifying rules themselves (must be All / must name the legacy clients)
@@ -99,50 +99,47 @@ def _shown(value: Any) -> str:
     return str(value)[:200]
 
 
+def _in_force(conditions: dict[str, Any]) -> Iterator[tuple[str, Any, bool]]:
+    """(path, value, readable) of every non-empty condition: nested sections walked one level down; a section that
+    is not an object is yielded whole with readable=False."""
+    for name, value in conditions.items():
+        if name == "@odata.type" or is_empty(value):
+            continue
+        if name not in SECTIONS:
+            yield name, value, True
+        elif not isinstance(value, dict):
+            yield name, value, False
+        else:
+            for inner, inner_value in value.items():
+                if inner != "@odata.type" and not is_empty(inner_value):
+                    yield f"{name}.{inner}", inner_value, True
+
+
 def narrowing(conditions: dict[str, Any]) -> list[str]:
     """Why this policy's conditions narrow it (judged here: unknown properties, odd shapes, and the NARROWS
     properties not in JUDGED_ELSEWHERE). Each reason names the property, so a person can find it."""
     reasons = []
-    for name, value in conditions.items():
-        if name == "@odata.type" or is_empty(value):
-            continue
-        if name in SECTIONS:
-            if not isinstance(value, dict):
-                reasons.append(f"has conditions.{name} that is not an object ({_shown(value)!r}), which authwatch "
-                               "cannot read")
-                continue
-            for inner, inner_value in value.items():
-                path = f"{name}.{inner}"
-                if inner == "@odata.type" or is_empty(inner_value):
-                    continue
-                reasons.extend(_judge(path, inner_value))
-        else:
-            reasons.extend(_judge(name, value))
+    for path, value, readable in _in_force(conditions):
+        role = CONDITIONS.get(path)
+        if not readable:
+            reasons.append(f"has conditions.{path} that is not an object ({_shown(value)!r}), which authwatch "
+                           "cannot read")
+        elif role is None:
+            reasons.append(f"uses the condition conditions.{path} ({_shown(value)!r}), which authwatch does not "
+                           "know; it may narrow the block, so the policy is not counted")
+        elif role.kind == NARROWS and path not in JUDGED_ELSEWHERE:
+            reasons.append(f"{role.why} (conditions.{path}: {_shown(value)})")
     return reasons
 
 
-def _judge(path: str, value: Any) -> list[str]:
-    role = CONDITIONS.get(path)
-    if role is None:
-        return [f"uses the condition conditions.{path} ({_shown(value)!r}), which authwatch does not know; "
-                "it may narrow the block, so the policy is not counted"]
-    if role.kind != NARROWS or path in JUDGED_ELSEWHERE:
-        return []
-    return [f"{role.why} (conditions.{path}: {_shown(value)})"]
-
-
 def narrowing_fields(conditions: dict[str, Any]) -> list[str]:
-    """For drift: every narrowing or unknown condition in force, as 'path = value' (sorted), so that adding one to a
-    working block is a change with before → after."""
+    """For drift: the conditions `narrowing` judges (unknown, unreadable, NARROWS outside JUDGED_ELSEWHERE, which
+    drift keeps under their own keys), as 'path = value' (sorted), so that adding one to a working block is a
+    change with before → after."""
     found = []
-    for name, value in conditions.items():
-        if name == "@odata.type" or is_empty(value):
+    for path, value, _readable in _in_force(conditions):
+        role = CONDITIONS.get(path)
+        if path in JUDGED_ELSEWHERE or (role is not None and role.kind != NARROWS):
             continue
-        pairs = [(f"{name}.{inner}", inner_value) for inner, inner_value in value.items()] \
-            if name in SECTIONS and isinstance(value, dict) else [(name, value)]
-        for path, item in pairs:
-            role = CONDITIONS.get(path)
-            if path.endswith("@odata.type") or is_empty(item) or (role is not None and role.kind != NARROWS):
-                continue
-            found.append(f"{path} = {_shown(item)}")
+        found.append(f"{path} = {_shown(value)}")
     return sorted(found)

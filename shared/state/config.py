@@ -71,9 +71,7 @@ def normalise_policy(policy: dict[str, Any]) -> dict[str, Any]:
     }
     # Every other narrowing (or unknown) condition: only when there is one, so baselines stored before this key
     # existed compare equal to a policy without any.
-    narrowed = [field for field in narrowing_fields(conditions)
-                if not field.startswith(("userRiskLevels", "signInRiskLevels", "servicePrincipalRiskLevels",
-                                         "insiderRiskLevels", "devices.deviceFilter", "platforms.", "locations."))]
+    narrowed = narrowing_fields(conditions)
     if narrowed:
         normalised["narrowedBy"] = narrowed
     return normalised

@@ -133,3 +133,13 @@ def test_insider_risk_as_graph_sends_it_is_drift_too():
     [weakened] = [e for e in events if e.type == "drift.weakened"]
     [change] = [c for c in weakened.details["changes"] if c["field"] == "riskLevels"]
     assert change["after"] == ["insiderRiskLevels:elevated"]
+
+
+def test_an_unknown_condition_inside_a_known_section_is_drift_too():
+    narrowed = block_policy(POLICY_ID, modifiedDateTime="2025-01-01T00:00:00Z",
+                            **{"conditions.platforms": {"includePlatforms": ["all"], "excludePlatforms": [],
+                                                        "includeDeviceModels": ["kiosk"]}})
+    events = replay([snap(0), snap(1, policies=[narrowed])])
+    [weakened] = [e for e in events if e.type == "drift.weakened"]
+    [change] = [c for c in weakened.details["changes"] if c["field"] == "narrowedBy"]
+    assert change["after"] == ["platforms.includeDeviceModels = kiosk"]
