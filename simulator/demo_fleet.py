@@ -49,6 +49,18 @@ DEVICE_CODE_POLICY: dict[str, Any] = {
     "grantControls": {"operator": "OR", "builtInControls": ["block"]},
 }
 
+# Microsoft's own "Block legacy authentication", created report-only in eligible tenants and turned on no less than
+# 45 days later unless set to Off; Graph marks it only by its display name, which admins cannot change.
+# https://learn.microsoft.com/en-us/entra/identity/conditional-access/managed-policies
+MANAGED_BLOCK_POLICY: dict[str, Any] = {
+    **copy.deepcopy(BLOCK_POLICY),
+    "id": "44444444-4444-4444-4444-444444444444",
+    "displayName": "Microsoft-managed: Block legacy authentication",
+    "createdDateTime": "2026-11-10T03:00:00Z",
+    "modifiedDateTime": None,
+    "state": "enabledForReportingButNotEnforced",
+}
+
 MFA_POLICY: dict[str, Any] = {
     "id": "22222222-2222-2222-2222-222222222222",
     "displayName": "Require MFA for admins",
@@ -150,7 +162,8 @@ def demo_fleet() -> dict[str, Any]:
                 signins=[_signin("2026-11-23T07:10:00Z", "kiosk@contoso.example", "IMAP4", error_code=53003)]),
         _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000002", "Fabrikam",
                 "someone switched the legacy-auth block to report-only; a scanner still sends with a password",
-                policies=[_policy(state="enabledForReportingButNotEnforced", modifiedDateTime="2026-11-22T21:40:00Z")],
+                policies=[_policy(state="enabledForReportingButNotEnforced", modifiedDateTime="2026-11-22T21:40:00Z"),
+                          copy.deepcopy(MANAGED_BLOCK_POLICY)],
                 mailboxes=_mailboxes(25, "fabrikam.example", scanner={"objectId": SCANNER_ID,
                                                                       "SmtpClientAuthenticationDisabled": False},
                                      frontdesk={"PopEnabled": True}),

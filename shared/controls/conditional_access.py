@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.controls.base import as_list, as_strings
 from shared.controls.ca_conditions import flags, narrowing
+from shared.controls.managed_policies import enforcement_from, is_microsoft_managed, report_only_reason
 from shared.model import TenantSnapshot, parse_time_or_none
 
 LEGACY_CLIENT_TYPES = ("exchangeActiveSync", "other")
@@ -38,14 +39,21 @@ class PolicyAssessment:
     excluded_users: tuple[str, ...]
     excluded_groups: tuple[str, ...]
     effective_since: datetime | None  # modifiedDateTime, else createdDateTime
+    microsoft_managed: bool = False
+    microsoft_enables_from: datetime | None = None  # report-only managed policy: earliest day Microsoft turns it on
 
     @property
     def qualifies(self) -> bool:
         return not self.reasons and bool(self.legacy_types)
 
     def brief(self) -> dict[str, Any]:
-        return {"id": self.id, "displayName": self.name, "state": self.state,
-                "clientAppTypes": list(self.legacy_types), "disqualifiedBecause": list(self.reasons)}
+        brief: dict[str, Any] = {"id": self.id, "displayName": self.name, "state": self.state,
+                                 "clientAppTypes": list(self.legacy_types), "disqualifiedBecause": list(self.reasons)}
+        if self.microsoft_managed:
+            brief["microsoftManaged"] = True
+            if self.microsoft_enables_from is not None:
+                brief["microsoftEnablesFrom"] = self.microsoft_enables_from.isoformat().replace("+00:00", "Z")
+        return brief
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -109,7 +117,11 @@ def assess(policy: Any, snapshot: TenantSnapshot) -> PolicyAssessment:
     users = _dict(conditions.get("users"))
     state = policy.get("state") if isinstance(policy.get("state"), str) else "unknown"
     reasons: list[str] = []
-    if state == "enabledForReportingButNotEnforced":
+    managed = is_microsoft_managed(policy)
+    report_only = state == "enabledForReportingButNotEnforced"
+    if report_only and managed:
+        reasons.append(report_only_reason(policy, snapshot.collected_at))
+    elif report_only:
         reasons.append("is report-only (enabledForReportingButNotEnforced), so it blocks nothing")
     elif state != "enabled":
         reasons.append(f"is {state}")
@@ -136,6 +148,8 @@ def assess(policy: Any, snapshot: TenantSnapshot) -> PolicyAssessment:
         excluded_users=tuple(as_strings(users.get("excludeUsers"))),
         excluded_groups=tuple(as_strings(users.get("excludeGroups"))),
         effective_since=effective,
+        microsoft_managed=managed,
+        microsoft_enables_from=enforcement_from(policy) if managed and report_only else None,
     )
 
 

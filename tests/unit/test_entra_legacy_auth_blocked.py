@@ -174,3 +174,39 @@ def test_defaults_unknown_but_ca_blocks_passes():
 def test_odd_policy_shapes_give_a_verdict_not_a_crash():
     result = verdict(policies=[None, "x", {"state": 3, "conditions": []}, block_policy()])
     assert result.status == "pass"
+
+
+def managed_policy(state: str, created: str = "2026-11-01T00:00:00Z") -> dict:
+    """Microsoft's own 'Block legacy authentication' policy as it appears in Graph: its name is the only mark."""
+    return block_policy(displayName="Microsoft-managed: Block legacy authentication", state=state,
+                        createdDateTime=created, modifiedDateTime=created)
+
+
+def test_microsoft_managed_report_only_policy_says_when_microsoft_turns_it_on():
+    # Created 2026-11-01, snapshot 2026-11-23: Microsoft enables it no less than 45 days after it appeared.
+    result = verdict(policies=[managed_policy("enabledForReportingButNotEnforced")])
+    assert result.status == "fail"
+    assert "Microsoft-managed and report-only" in result.summary
+    assert "on or after 2026-12-16 unless it is set to Off" in result.summary
+    candidate = result.evidence["candidates"][0]
+    assert candidate["microsoftManaged"] is True and candidate["microsoftEnablesFrom"] == "2026-12-16T00:00:00Z"
+
+
+def test_microsoft_managed_policy_past_its_45_days_may_be_turned_on_any_time():
+    result = verdict(policies=[managed_policy("enabledForReportingButNotEnforced", "2026-01-05T00:00:00Z")])
+    assert "at any time now" in result.summary and "2026-02-19" in result.summary
+
+
+def test_microsoft_managed_policy_counts_once_it_is_on():
+    result = verdict(policies=[managed_policy("enabled")])
+    assert result.status == "pass"
+    assert result.evidence["policies"][0]["microsoftManaged"] is True
+    assert "microsoftEnablesFrom" not in result.evidence["policies"][0]
+
+
+def test_a_policy_named_like_a_managed_one_elsewhere_in_the_name_is_an_ordinary_policy():
+    policy = block_policy(displayName="Copy of Microsoft-managed: Block legacy authentication",
+                          state="enabledForReportingButNotEnforced")
+    result = verdict(policies=[policy])
+    assert "Microsoft-managed" not in result.summary.split("'")[-1]
+    assert "microsoftManaged" not in result.evidence["candidates"][0]
