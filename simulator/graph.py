@@ -167,6 +167,13 @@ def _audit_log(item: str, date_field: str, string_fields: tuple[str, ...], entit
                         return ok({"@odata.context": _context(ctx, entity_set, fields, "/$entity"),
                                    **select(rec, fields)})
                 return not_found(call, call.params["id"])
+            if item == "signIns" and any(name.lower() == "$select" for name in call.query):
+                # List signIns documents only $top, $skiptoken and $filter, and refuses $select
+                # (https://learn.microsoft.com/en-us/graph/api/signin-list; observed answer:
+                # https://learn.microsoft.com/en-us/answers/questions/1116053/query-option-select-is-not-allowed-to-allow-it-set).
+                return graph_error(400, "BadRequest", "Query option 'Select' is not allowed. To allow it, set the "
+                                   "'AllowedQueryOptions' property on EnableQueryAttribute or QueryValidationSettings.",
+                                   call.client_request_id)
             _check_options(call, {"$select", "$top", "$skiptoken", "$filter"})
             if "$filter" in call.query:
                 clauses = parse_filter(call.query["$filter"], filter_fields)

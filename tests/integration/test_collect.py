@@ -164,3 +164,22 @@ def test_a_cycle_persists_every_reachable_tenant(simulator_for, storage_connecti
     assert (NO_CONSENT, "tenant.unreachable") in queued
     assert (SMTP_ON, "control.failed") in queued
     assert all(a["id"] and a["at"] == "2026-11-23T08:00:00Z" for a in alerts)
+
+
+def test_signins_are_read_without_select_and_keep_only_the_fields_authwatch_uses(simulator_for):
+    # Graph refuses $select on List signIns (400), so a collector that sends one never reads a sign-in.
+    signin = {"id": "s1", "createdDateTime": "2026-11-23T07:00:00Z", "userId": "u1",
+              "userPrincipalName": "scanner@contoso.example", "userDisplayName": "Scanner", "appDisplayName": "Office",
+              "clientAppUsed": "Authenticated SMTP", "ipAddress": "203.0.113.9",
+              "status": {"errorCode": 0, "failureReason": None}, "conditionalAccessStatus": "notApplied",
+              "location": {"city": "Oslo", "countryOrRegion": "NO"}, "deviceDetail": {"browser": "Other"},
+              "appliedConditionalAccessPolicies": [{"id": "p", "displayName": "x" * 500, "result": "notApplied"}]}
+    healthy = tenant(HEALTHY, "Contoso")
+    healthy["graph"]["signIns"] = [signin]
+    sim = simulator_for({"app": dict(APP), "tenants": [healthy]})
+    [snap] = collect(sim, access(HEALTHY))
+    assert "graph.signIns" not in snap.errors
+    [kept] = snap.graph["signIns"]
+    assert kept["userPrincipalName"] == "scanner@contoso.example" and kept["status"] == {"errorCode": 0,
+                                                                                       "failureReason": None}
+    assert "location" not in kept and "appliedConditionalAccessPolicies" not in kept

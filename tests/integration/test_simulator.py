@@ -291,6 +291,14 @@ def test_signins_are_newest_first_and_filtered(sim: Simulator, http: httpx.Clien
         assert r.json()["error"]["code"] == "BadRequest" and "Invalid filter clause" in r.json()["error"]["message"]
 
 
+def test_signins_list_refuses_select_as_graph_does(sim: Simulator, http: httpx.Client) -> None:
+    # List signIns takes $top, $skiptoken and $filter only; $select is a 400 (Learn signin-list, observed answer).
+    h = bearer(get_token(http, sim))
+    r = http.get(f"{sim.graph_url}/auditLogs/signIns", params={"$select": "id,createdDateTime"}, headers=h)
+    assert r.status_code == 400
+    assert "Query option 'Select' is not allowed" in r.json()["error"]["message"]
+
+
 def test_directory_audits_filter_on_service_case_insensitively(sim: Simulator, http: httpx.Client) -> None:
     h = bearer(get_token(http, sim))
     r = http.get(f"{sim.graph_url}/auditLogs/directoryAudits",
