@@ -148,7 +148,9 @@ def h_ca_policies(ctx: GraphContext, call: GraphCall) -> SimResponse:
         return _page(ctx, call, policies, OTHER_PAGE_CAP, entity_set)
 
 
-def _audit_log(item: str, date_field: str, string_fields: tuple[str, ...], entity_set: str) -> Handler:
+def _audit_log(item: str, date_field: str, string_fields: tuple[str, ...], entity_set: str,
+               refused: frozenset[str] = frozenset()) -> Handler:
+    """An audit log list (or one record by id); `refused` are the list's query options Graph answers with 400."""
     filter_fields = {date_field: "datetime", **{f: "string" for f in string_fields}}
 
     def handler(ctx: GraphContext, call: GraphCall) -> SimResponse:
@@ -167,14 +169,12 @@ def _audit_log(item: str, date_field: str, string_fields: tuple[str, ...], entit
                         return ok({"@odata.context": _context(ctx, entity_set, fields, "/$entity"),
                                    **select(rec, fields)})
                 return not_found(call, call.params["id"])
-            if item == "signIns" and any(name.lower() == "$select" for name in call.query):
-                # List signIns documents only $top, $skiptoken and $filter, and refuses $select
-                # (https://learn.microsoft.com/en-us/graph/api/signin-list; observed answer:
-                # https://learn.microsoft.com/en-us/answers/questions/1116053/query-option-select-is-not-allowed-to-allow-it-set).
-                return graph_error(400, "BadRequest", "Query option 'Select' is not allowed. To allow it, set the "
-                                   "'AllowedQueryOptions' property on EnableQueryAttribute or QueryValidationSettings.",
-                                   call.client_request_id)
-            _check_options(call, {"$select", "$top", "$skiptoken", "$filter"})
+            refused_option = next((name for name in call.query if name.lower() in refused), None)
+            if refused_option is not None:
+                return graph_error(400, "BadRequest", f"Query option '{refused_option[1:].capitalize()}' is not "
+                                   "allowed. To allow it, set the 'AllowedQueryOptions' property on "
+                                   "EnableQueryAttribute or QueryValidationSettings.", call.client_request_id)
+            _check_options(call, {"$select", "$top", "$skiptoken", "$filter"} - refused)
             if "$filter" in call.query:
                 clauses = parse_filter(call.query["$filter"], filter_fields)
                 chosen = [rec for ts, rec in records if matches(rec, clauses, {date_field: ts})]
@@ -288,7 +288,11 @@ ROUTES: tuple[Route, ...] = (
        _entity("sharepointSettings", "admin/sharepoint/settings"),
        ("SharePointTenantSettings.Read.All", "SharePointTenantSettings.ReadWrite.All")),
     _r(r"/auditLogs/signIns", "graph.signIns",
-       _audit_log("signIns", "createdDateTime", ("clientAppUsed", "userPrincipalName", "appId"), "auditLogs/signIns"),
+       # List signIns documents only $top, $skiptoken and $filter and refuses $select with 400
+       # (https://learn.microsoft.com/en-us/graph/api/signin-list; observed answer:
+       # https://learn.microsoft.com/en-us/answers/questions/1116053/query-option-select-is-not-allowed-to-allow-it-set).
+       _audit_log("signIns", "createdDateTime", ("clientAppUsed", "userPrincipalName", "appId"), "auditLogs/signIns",
+                  refused=frozenset({"$select"})),
        _AUDIT),
     _r(r"/auditLogs/signIns/(?P<id>[^/]+)", "graph.signIns",
        _audit_log("signIns", "createdDateTime", (), "auditLogs/signIns"), _AUDIT),

@@ -13,7 +13,7 @@ from typing import Any
 from shared.controls.base import as_list, as_strings
 from shared.controls.ca_conditions import flags, narrowing
 from shared.controls.managed_policies import enforcement_from, is_microsoft_managed, report_only_reason
-from shared.model import TenantSnapshot, parse_time_or_none
+from shared.model import TenantSnapshot, format_time, parse_time_or_none
 
 LEGACY_CLIENT_TYPES = ("exchangeActiveSync", "other")
 
@@ -52,7 +52,7 @@ class PolicyAssessment:
         if self.microsoft_managed:
             brief["microsoftManaged"] = True
             if self.microsoft_enables_from is not None:
-                brief["microsoftEnablesFrom"] = self.microsoft_enables_from.isoformat().replace("+00:00", "Z")
+                brief["microsoftEnablesFrom"] = format_time(self.microsoft_enables_from)
         return brief
 
 
@@ -119,8 +119,9 @@ def assess(policy: Any, snapshot: TenantSnapshot) -> PolicyAssessment:
     reasons: list[str] = []
     managed = is_microsoft_managed(policy)
     report_only = state == "enabledForReportingButNotEnforced"
+    enables_from = enforcement_from(policy) if managed and report_only else None
     if report_only and managed:
-        reasons.append(report_only_reason(policy, snapshot.collected_at))
+        reasons.append(report_only_reason(enables_from, snapshot.collected_at))
     elif report_only:
         reasons.append("is report-only (enabledForReportingButNotEnforced), so it blocks nothing")
     elif state != "enabled":
@@ -149,7 +150,7 @@ def assess(policy: Any, snapshot: TenantSnapshot) -> PolicyAssessment:
         excluded_groups=tuple(as_strings(users.get("excludeGroups"))),
         effective_since=effective,
         microsoft_managed=managed,
-        microsoft_enables_from=enforcement_from(policy) if managed and report_only else None,
+        microsoft_enables_from=enables_from,
     )
 
 

@@ -33,9 +33,9 @@ def enforcement_from(policy: dict[str, Any]) -> datetime | None:
     return created + EARLIEST_ENFORCEMENT if created is not None else None
 
 
-def report_only_reason(policy: dict[str, Any], now: datetime) -> str:
-    """Why a report-only Microsoft-managed policy does not count yet, and when that changes by itself."""
-    start = enforcement_from(policy)
+def report_only_reason(start: datetime | None, now: datetime) -> str:
+    """Why a report-only Microsoft-managed policy does not count yet, and when (`start`, from `enforcement_from`)
+    that changes by itself."""
     if start is None:
         when = "after its notice period (created date unknown)"
     elif start > now:
