@@ -84,9 +84,20 @@ class SourceError:
     status: int | None
     code: str
     message: str
+    # A read cut short keeps what it read; these bound the stretch it did not reach (ISO times), read next cycle.
+    unread_from: str | None = None
+    unread_until: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "code": self.code, "message": self.message}
+        body: dict[str, Any] = {"status": self.status, "code": self.code, "message": self.message}
+        if self.unread_from and self.unread_until:
+            body.update(unreadFrom=self.unread_from, unreadUntil=self.unread_until)
+        return body
+
+    @property
+    def partial(self) -> bool:
+        """The source was read in part: what was read is in the snapshot, the stretch not reached is named."""
+        return bool(self.unread_from and self.unread_until)
 
 
 LICENCE_ERROR_CODE = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
@@ -127,6 +138,15 @@ class TenantSnapshot:
 
     def error(self, source: str) -> SourceError | None:
         return self.errors.get(source)
+
+    def partial(self, source: str) -> Any:
+        """What was read of a source whose read was cut short (its error names the stretch not reached), or None.
+        Such a source is still not `collected`: a verdict on it is never PASS."""
+        error = self.errors.get(source)
+        if error is None or not error.partial:
+            return None
+        section, _, name = source.partition(".")
+        return (self.graph if section == "graph" else self.exchange).get(name)
 
     @property
     def unreachable(self) -> bool:
@@ -203,6 +223,10 @@ def _settings(raw: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+def _optional_time(value: Any, name: str) -> str | None:
+    return None if value is None else format_time(parse_time(value, name))
+
+
 def _errors(raw: dict[str, Any]) -> dict[str, SourceError]:
     errors: dict[str, SourceError] = {}
     for source, detail in _object(raw, "errors").items():
@@ -213,6 +237,8 @@ def _errors(raw: dict[str, Any]) -> dict[str, SourceError]:
             status=status if isinstance(status, int) and not isinstance(status, bool) else None,
             code=str(detail.get("code") or ""),
             message=str(detail.get("message") or ""),
+            unread_from=_optional_time(detail.get("unreadFrom"), f"errors.{source}.unreadFrom"),
+            unread_until=_optional_time(detail.get("unreadUntil"), f"errors.{source}.unreadUntil"),
         )
     return errors
 

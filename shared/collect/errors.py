@@ -51,9 +51,10 @@ class IncompleteRead(Exception):
     """Paging ended before the answer did: the page cap was reached with a nextLink still to follow, or a nextLink
     came back that was already followed (a loop). The source is recorded as not collected, never as complete."""
 
-    def __init__(self, source: str, code: str, reason: str) -> None:
+    def __init__(self, source: str, code: str, reason: str, items: list | None = None) -> None:
         super().__init__(f"{source}: {reason}; the rest was not read")
         self.code = code  # PageLimitReached or NextLinkLoop
+        self.items = items or []  # what was read before paging stopped (newest first for the audit logs)
 
 
 def transport_error(error: Exception) -> SourceError:

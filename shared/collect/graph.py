@@ -17,7 +17,7 @@ from kiota_abstractions.request_information import RequestInformation
 
 from shared.collect.errors import IncompleteRead, http_error, transport_error
 from shared.controls.signins import is_legacy_signin
-from shared.model import SourceError, format_time
+from shared.model import SourceError, format_time, parse_time_or_none
 
 Query = dict[str, Any]  # OData query options for one request: filter, select, top
 
@@ -27,7 +27,8 @@ class GraphSource:
     name: str  # snapshot key under "graph"
     builder: Callable[[Any], Any]  # GraphServiceClient -> request builder
     collection: bool  # True: follow @odata.nextLink and return the list of items
-    query: Callable[[datetime], Query] | None = None  # built from the watermark ("since") of incremental sources
+    # Built from the watermark ("since") of incremental sources and, when a stretch is read again, its end ("until").
+    query: Callable[[datetime, datetime | None], Query] | None = None
     keep: Callable[[Any], bool] | None = None  # items worth keeping in the snapshot
     batch_url: str | None = None  # relative URL when the source rides in the one $batch of a collection
     fields: tuple[str, ...] = ()  # keep only these properties of each item (projected here, not with $select)
@@ -38,12 +39,13 @@ class GraphSource:
 # allowed" (https://learn.microsoft.com/en-us/graph/api/signin-list, observed:
 # https://learn.microsoft.com/en-us/answers/questions/1116053/query-option-select-is-not-allowed-to-allow-it-set),
 # so the fields authwatch keeps are picked out after the read.
+SIGNIN_PAGE_SIZE = 1000  # the documented maximum $top of List signIns
 SIGNIN_FIELDS = ["id", "createdDateTime", "userId", "userPrincipalName", "userDisplayName", "appDisplayName",
                  "clientAppUsed", "ipAddress", "status", "conditionalAccessStatus"]
 
 GRAPH_SOURCES: tuple[GraphSource, ...] = (
     GraphSource("organization", lambda client: client.organization, collection=True,
-                query=lambda _since: {"select": ["id", "displayName", "verifiedDomains"]},
+                query=lambda _since, _until: {"select": ["id", "displayName", "verifiedDomains"]},
                 batch_url="/organization?$select=id,displayName,verifiedDomains"),
     GraphSource("securityDefaults",
                 lambda client: client.policies.identity_security_defaults_enforcement_policy, collection=False,
@@ -54,15 +56,22 @@ GRAPH_SOURCES: tuple[GraphSource, ...] = (
     GraphSource("sharepointSettings", lambda client: client.admin.sharepoint.settings, collection=False,
                 batch_url="/admin/sharepoint/settings"),
     GraphSource("signIns", lambda client: client.audit_logs.sign_ins, collection=True,
-                query=lambda since: {"filter": f"createdDateTime ge {format_time(since)}", "top": 1000},
+                query=lambda since, until: {"filter": f"createdDateTime ge {format_time(since)}" + (
+                    f" and createdDateTime le {format_time(until)}" if until else ""), "top": SIGNIN_PAGE_SIZE},
                 keep=is_legacy_signin, fields=tuple(SIGNIN_FIELDS)),
     GraphSource("directoryAudits", lambda client: client.audit_logs.directory_audits, collection=True,
-                query=lambda since: {"filter": f"activityDateTime ge {format_time(since)} and "
+                query=lambda since, _until: {"filter": f"activityDateTime ge {format_time(since)} and "
                                                "loggedByService eq 'Conditional Access'", "top": 1000}),
 )
 
 # Collections are paged; a runaway nextLink loop must end.
 MAX_PAGES = 500
+# Sign-ins ride the reports budget, 5 requests per 10 s per tenant (platform-facts; Graph throttling guidance,
+# https://learn.microsoft.com/en-us/graph/throttling-limits#identity-and-access-reports-service-limits): 100 pages
+# take at least 200 s, which leaves the rest of the cycle room inside the 10-minute functionTimeout (host.json).
+# A busy tenant's first 48-hour look-back (or a long outage) needs more: each cycle reads the newest pages first
+# and the stretch it did not reach is read by the next cycles (read_signins).
+SIGNIN_PAGES_PER_CYCLE = 100
 
 
 def _error_map() -> dict[str, Any]:
@@ -85,7 +94,8 @@ async def _get_json(adapter: Any, info: RequestInformation) -> Any:
     return json.loads(raw) if raw else None
 
 
-def _first_request(client: Any, source: GraphSource, since: datetime) -> RequestInformation:
+def _first_request(client: Any, source: GraphSource, since: datetime,
+                   until: datetime | None = None) -> RequestInformation:
     builder = source.builder(client)
     if source.query is None:
         return builder.to_get_request_information()
@@ -93,7 +103,7 @@ def _first_request(client: Any, source: GraphSource, since: datetime) -> Request
 
     # Every generated builder names its query-parameter class <Builder>GetQueryParameters.
     parameters_class = getattr(type(builder), f"{type(builder).__name__}GetQueryParameters")
-    config = RequestConfiguration(query_parameters=parameters_class(**source.query(since)))
+    config = RequestConfiguration(query_parameters=parameters_class(**source.query(since, until)))
     return builder.to_get_request_information(config)
 
 
@@ -114,17 +124,18 @@ def _shape(source: GraphSource, items: list[Any]) -> Any:
 
 
 async def _pages(adapter: Any, body: Any, before_request: Callable[[], Awaitable[None]] | None,
-                 source: str = "graph") -> list[Any]:
+                 source: str = "graph", max_pages: int | None = None) -> list[Any]:
     """The items of a collection answer, following @odata.nextLink through the SDK adapter. Ends with
     IncompleteRead, never silently, when the cap is reached with more to read or a nextLink repeats."""
     items = list((body or {}).get("value") or [])
+    cap = MAX_PAGES if max_pages is None else max_pages
     followed: set[str] = set()
     while True:  # bounded: each turn follows a new link, and at most MAX_PAGES of them
         next_link = (body or {}).get("@odata.nextLink")
         if not next_link:
             return items
-        if len(followed) >= MAX_PAGES:
-            raise IncompleteRead(source, "PageLimitReached", f"stopped at the page cap ({MAX_PAGES} pages)")
+        if len(followed) >= cap:
+            raise IncompleteRead(source, "PageLimitReached", f"stopped at the page cap ({cap} pages)", items)
         if next_link in followed:
             raise IncompleteRead(source, "NextLinkLoop", "Graph returned a nextLink already followed (a paging loop)")
         followed.add(next_link)
@@ -182,16 +193,88 @@ async def read_batch(client: Any, http: Any, graph_url: str, token: str,
 
 
 async def read_source(client: Any, source: GraphSource, since: datetime,
-                      before_request: Callable[[], Awaitable[None]] | None = None) -> tuple[Any, SourceError | None]:
+                      before_request: Callable[[], Awaitable[None]] | None = None,
+                      until: datetime | None = None, max_pages: int | None = None) -> tuple[Any, SourceError | None]:
     """Fetch one source; a failure is returned as a value so the other sources still get collected.
     `before_request` runs before every request (first page and next pages): the throttling budget."""
     adapter = client.request_adapter
     try:
         if before_request:
             await before_request()
-        body = await _get_json(adapter, _first_request(client, source, since))
+        body = await _get_json(adapter, _first_request(client, source, since, until))
         if not source.collection:
             return body, None
-        return _shape(source, await _pages(adapter, body, before_request, f"graph.{source.name}")), None
+        return _shape(source, await _pages(adapter, body, before_request, f"graph.{source.name}", max_pages)), None
     except Exception as error:  # noqa: BLE001 - errors are values at the edge
         return None, _source_error(error)
+
+
+@dataclass
+class _Stretch:
+    """One read of the sign-ins between two times, newest first, within the pages left this cycle."""
+
+    items: list[Any]
+    error: SourceError | None = None  # a failure that read nothing usable
+    unread: tuple[datetime, datetime] | None = None  # the older part the page budget did not reach
+
+
+async def _read_stretch(client: Any, since: datetime, until: datetime | None, pages: int,
+                        before_request: Callable[[], Awaitable[None]] | None) -> tuple[_Stretch, int]:
+    source = SOURCES_BY_NAME["signIns"]
+    used = 0
+
+    async def counted() -> None:
+        nonlocal used
+        used += 1
+        if before_request:
+            await before_request()
+
+    try:
+        await counted()
+        body = await _get_json(client.request_adapter, _first_request(client, source, since, until))
+        return _Stretch(_shape(source, await _pages(client.request_adapter, body, counted, "graph.signIns",
+                                                    pages - 1))), used
+    except IncompleteRead as cut:
+        oldest = min((t for t in (parse_time_or_none(item.get("createdDateTime")) for item in cut.items
+                                  if isinstance(item, dict)) if t is not None), default=None)
+        if cut.code != "PageLimitReached" or oldest is None:
+            return _Stretch([], _source_error(cut)), used
+        # Newest first: everything from `oldest` on was read (ties at `oldest` are read again and merged by id).
+        return _Stretch(_shape(source, cut.items), unread=(since, oldest)), used
+    except Exception as error:  # noqa: BLE001 - errors are values at the edge
+        return _Stretch([], _source_error(error)), used
+
+
+async def read_signins(client: Any, since: datetime, backlog: tuple[datetime, datetime] | None = None,
+                       before_request: Callable[[], Awaitable[None]] | None = None,
+                       pages: int | None = None) -> tuple[Any, SourceError | None]:
+    """The sign-ins since the watermark, then the stretch an earlier cycle did not reach (`backlog`), in at most
+    SIGNIN_PAGES_PER_CYCLE pages, newest first. What is read is kept; the stretch still unread comes back as the
+    source's error (PageLimitReached with unreadFrom/unreadUntil), so the verdict is not PASS and the next cycle
+    carries on from there. A failure that read nothing is the source's error, as for any source."""
+    left = SIGNIN_PAGES_PER_CYCLE if pages is None else pages
+    # The owed stretch is read on its own below, late arrivals included: the new read starts where it ends.
+    fresh, used = await _read_stretch(client, max(since, backlog[1]) if backlog else since, None, left,
+                                      before_request)
+    if fresh.error:
+        return None, fresh.error
+    left -= used
+    unread = [fresh.unread] if fresh.unread else []
+    items = list(fresh.items)
+    if backlog and left > 0 and not fresh.unread:
+        older, _ = await _read_stretch(client, backlog[0], backlog[1], left, before_request)
+        items.extend(older.items)
+        if older.unread or older.error:  # cut short again, or failed: what is left of the backlog stays owed
+            unread.append(older.unread or backlog)
+    elif backlog:
+        unread.append(backlog)
+    stretches = unread
+    merged = list({str(item.get("id") or id(item)): item for item in items if isinstance(item, dict)}.values())
+    if not stretches:
+        return merged, None
+    start, end = min(s[0] for s in stretches), max(s[1] for s in stretches)
+    return merged, SourceError(
+        status=None, code="PageLimitReached",
+        message=f"sign-ins from {format_time(start)} to {format_time(end)} are not read yet: a cycle reads at most "
+                f"{SIGNIN_PAGES_PER_CYCLE} pages to stay inside the function timeout; the next cycles read them",
+        unread_from=format_time(start), unread_until=format_time(end))

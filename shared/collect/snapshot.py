@@ -76,7 +76,7 @@ def _audits_needed(graph_data: dict[str, Any], hints: CollectionHints | None, si
 async def _collect_graph(credential: Any, access: TenantAccess, endpoints: MicrosoftEndpoints,
                          http: httpx.AsyncClient, since: datetime, budget: RequestBudget | None,
                          hints: CollectionHints | None, graph_data: dict[str, Any],
-                         errors: dict[str, SourceError]) -> None:
+                         errors: dict[str, SourceError], backlog: tuple[datetime, datetime] | None = None) -> None:
     # Ask for the token once up front: if the tenant refuses us, every Graph source fails the same way.
     token, failure = await fetch_token(credential, GRAPH_SCOPE)
     if failure or token is None:
@@ -90,7 +90,7 @@ async def _collect_graph(credential: Any, access: TenantAccess, endpoints: Micro
     def keep(name: str, value: Any, error: SourceError | None) -> None:
         if error:
             errors[f"graph.{name}"] = error
-        else:
+        if not error or error.partial:  # a read cut short keeps what it read, next to the stretch it did not
             graph_data[name] = value
 
     def read(name: str) -> Any:
@@ -98,7 +98,7 @@ async def _collect_graph(credential: Any, access: TenantAccess, endpoints: Micro
 
     # Sign-ins do not depend on the configuration, so they queue for the fleet's reports budget (the binding limit)
     # while the $batch is in flight; audits do, since they are read only when a change needs attributing.
-    sign_ins = asyncio.ensure_future(read("signIns"))
+    sign_ins = asyncio.ensure_future(graph.read_signins(client, since, backlog, reports_slot))
     try:
         for name, (value, error) in (await graph.read_batch(client, http, endpoints.graph, token, ca_slot)).items():
             keep(name, value, error)
@@ -130,10 +130,11 @@ async def _collect_exchange(credential: Any, access: TenantAccess, endpoints: Mi
 async def collect_tenant(access: TenantAccess, endpoints: MicrosoftEndpoints, *, now: datetime,
                          since: datetime | None = None, http: httpx.AsyncClient | None = None,
                          budget: RequestBudget | None = None, hints: CollectionHints | None = None,
-                         pools: ConnectionPools | None = None) -> TenantSnapshot:
+                         pools: ConnectionPools | None = None,
+                         backlog: tuple[datetime, datetime] | None = None) -> TenantSnapshot:
     """One live snapshot of a tenant. `pools` (or just `http`) lets a fleet share its connection pools; `now`
     stamps the snapshot; sign-ins and audits are read from `since` (the watermark; default: the last
-    DEFAULT_LOOKBACK)."""
+    DEFAULT_LOOKBACK); `backlog` is a stretch of sign-ins an earlier cycle did not reach (read after the new ones)."""
     since = since or now - DEFAULT_LOOKBACK
     own_http = http is None and pools is None
     http = http or (pools.http(access.tenant_id) if pools else _new_http(endpoints))
@@ -143,7 +144,7 @@ async def collect_tenant(access: TenantAccess, endpoints: MicrosoftEndpoints, *,
     errors: dict[str, SourceError] = {}
     try:
         await asyncio.gather(
-            _collect_graph(credential, access, endpoints, http, since, budget, hints, graph_data, errors),
+            _collect_graph(credential, access, endpoints, http, since, budget, hints, graph_data, errors, backlog),
             _collect_exchange(credential, access, endpoints, http, exchange_data, errors),
         )
     finally:

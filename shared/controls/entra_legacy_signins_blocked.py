@@ -8,7 +8,7 @@ authentication in use.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -18,8 +18,8 @@ from shared.controls.conditional_access import legacy_block
 from shared.controls.enforcement_window import EnforcementWindow, describe_duration, offline_block_start
 from shared.controls.exchange_objects import ps_quote
 from shared.controls.signins import LegacySignIn, read_legacy_signin
-from shared.model import (LICENCE_ERROR_CODE, ControlResult, EvaluationContext, Severity, Status, TenantSnapshot,
-                          format_time)
+from shared.model import (LICENCE_ERROR_CODE, ControlResult, EvaluationContext, Severity, SourceError, Status,
+                          TenantSnapshot, format_time)
 
 METADATA = ControlMetadata(
     id="entra_legacy_signins_blocked",
@@ -121,9 +121,10 @@ def check(snapshot: TenantSnapshot, context: EvaluationContext = EvaluationConte
             "Sign-in logs are not available: reading them needs Entra ID P1 or P2, which this tenant does not have.",
             {"missingSource": SOURCE, "error": error.to_json()},
         )
-    if not snapshot.collected(SOURCE):
+    partial = snapshot.partial(SOURCE) if error is not None else None
+    if not snapshot.collected(SOURCE) and not isinstance(partial, list):
         return not_collected(METADATA, snapshot, SOURCE)
-    signins = _read_signins(snapshot)
+    signins = _read_signins(snapshot) if partial is None else partial
     if signins is None:
         return METADATA.result(
             Status.UNKNOWN,
@@ -132,9 +133,25 @@ def check(snapshot: TenantSnapshot, context: EvaluationContext = EvaluationConte
         )
     tally = _tally(signins)
     blocked = blocked_control.check(snapshot, context)
-    if blocked.status == Status.PASS:
-        return _judge_enforcement(snapshot, context, blocked, tally)
-    return _judge_usage(blocked, tally)
+    verdict = (_judge_enforcement(snapshot, context, blocked, tally) if blocked.status == Status.PASS
+               else _judge_usage(blocked, tally))
+    return verdict if partial is None or error is None else _on_part_read(verdict, error)
+
+
+def _on_part_read(verdict: ControlResult, error: SourceError) -> ControlResult:
+    """A read cut short: a gap found in what was read is true as it stands, and so is a window still open; a PASS
+    could change once the unread stretch is read, so it is not given (fail closed): the verdict names what is
+    missing instead."""
+    unread = {"unreadFrom": error.unread_from, "unreadUntil": error.unread_until}
+    evidence = {**verdict.evidence, "partialRead": unread}
+    if verdict.status != Status.PASS:
+        return replace(verdict, summary=f"{verdict.summary} (More may follow: {error.message}.)", evidence=evidence)
+    return METADATA.result(
+        Status.UNKNOWN,
+        f"Cannot evaluate yet: {error.message}. Of the {verdict.evidence.get('signInsCollected', 0)} sign-in(s) "
+        "read so far, none is a successful legacy sign-in that counts against the block.",
+        {**evidence, "missingSource": SOURCE, "error": error.to_json()},
+    )
 
 
 def _block_start(snapshot: TenantSnapshot, context: EvaluationContext, mechanism: Any) -> tuple[datetime | None, str]:

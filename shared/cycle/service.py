@@ -22,7 +22,7 @@ from shared.collect.budget import RequestBudget
 from shared.collect.connection import ConnectionPools
 from shared.collect.snapshot import CollectionHints
 from shared.model import ControlResult, TenantSnapshot, format_time, parse_time_or_none
-from shared.state.compare import DEFAULT_SIGNIN_OVERLAP, Comparison, compare, watermark
+from shared.state.compare import DEFAULT_SIGNIN_OVERLAP, Comparison, compare, unread_signins, watermark
 from shared.state.events import EVENT_TYPES, Event
 from shared.storage.queues import JsonQueue
 from shared.storage.tenant_store import ConcurrencyConflict, TenantRecord, TenantStore
@@ -154,7 +154,9 @@ async def evaluate_tenant(access: TenantAccess, monitor: Monitor, *, now: dateti
             # sooner than the claim lapses): keep the flag, or no later run would ever send them.
             owed = bool(await monitor.store.pending_events(access.tenant_id))
         stage = "collect"
-        outcome.snapshot = await collect_tenant(access, monitor.endpoints, now=now, since=watermark(record.state, monitor.signin_overlap),
+        outcome.snapshot = await collect_tenant(access, monitor.endpoints, now=now,
+                                                since=watermark(record.state, monitor.signin_overlap),
+                                                backlog=unread_signins(record.state),
                                                 budget=monitor.budget, hints=hints_from(record.state),
                                                 pools=monitor.pools)
         stage = "persist"

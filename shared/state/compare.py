@@ -65,6 +65,8 @@ def with_recent_signins(snapshot: TenantSnapshot, previous: dict[str, Any] | Non
     """The snapshot with the remembered legacy sign-ins of the evidence window merged in (deduplicated by id), and
     the list to remember next time. A snapshot without sign-ins (not collected) is left as it is."""
     current = snapshot.get("graph.signIns")
+    if current is None:
+        current = snapshot.partial("graph.signIns")  # cut short: what was read still counts
     remembered = (previous or {}).get("recentLegacySignIns") or []
     if not isinstance(current, list):
         return snapshot, remembered
@@ -89,7 +91,10 @@ def _time(value: Any) -> datetime | None:
 
 def _read_through(previous: dict[str, Any] | None, snapshot: TenantSnapshot) -> str | None:
     """Where sign-ins and audits were last read in full (the watermark's base; None: never)."""
-    failed = [snapshot.errors[source] for source in INCREMENTAL_SOURCES if source in snapshot.errors]
+    # A read cut short by its page budget read the newest stretch in full; the part it did not reach is owed
+    # separately (unread_signins), so it does not hold the watermark back.
+    failed = [snapshot.errors[source] for source in INCREMENTAL_SOURCES
+              if source in snapshot.errors and not snapshot.errors[source].partial]
     if all(error.code == LICENCE_ERROR_CODE for error in failed):
         return format_time(snapshot.collected_at)  # read in full, or nothing to read without the licence
     kept = _time((previous or {}).get("readThrough", (previous or {}).get("lastSuccessAt")))
@@ -325,6 +330,7 @@ def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: 
         "enforcement": tracked,
         "partialErrors": {source: e.to_json() for source, e in snapshot.errors.items()},
         "recentLegacySignIns": remembered,
+        **_unread_signins(snapshot),
     }
     return Comparison(state=state, results=results, events=cycle.events, notes=cycle.notes, baseline=new_baseline)
 
@@ -334,6 +340,25 @@ def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: 
 # so each read goes back this far before the last complete read. Sign-ins are merged by id (with_recent_signins) and gaps are raised once per
 # window, so the overlap never counts a sign-in twice. AUTHWATCH_SIGNIN_OVERLAP_HOURS changes it.
 DEFAULT_SIGNIN_OVERLAP = timedelta(hours=3)
+
+
+def _unread_signins(snapshot: TenantSnapshot) -> dict[str, Any]:
+    """The stretch of sign-ins a cut-short read did not reach, as far as it still matters (the evidence window)."""
+    error = snapshot.errors.get("graph.signIns")
+    start, end = (_time(error.unread_from), _time(error.unread_until)) if error and error.partial else (None, None)
+    horizon = snapshot.collected_at - timedelta(hours=EVIDENCE_HOURS)
+    if start is None or end is None or end <= horizon:
+        return {}
+    return {"unreadSignIns": {"from": format_time(max(start, horizon)), "until": format_time(end)}}
+
+
+def unread_signins(state: dict[str, Any] | None) -> tuple[datetime, datetime] | None:
+    """The stretch of sign-ins the next collection still owes (read after the new ones), or None."""
+    stretch = (state or {}).get("unreadSignIns")
+    if not isinstance(stretch, dict):
+        return None
+    start, end = _time(stretch.get("from")), _time(stretch.get("until"))
+    return (start, end) if start and end and start < end else None
 
 
 def watermark(state: dict[str, Any] | None, overlap: timedelta = DEFAULT_SIGNIN_OVERLAP) -> datetime | None:
