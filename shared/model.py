@@ -90,7 +90,7 @@ class SourceError:
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"status": self.status, "code": self.code, "message": self.message}
-        if self.unread_from and self.unread_until:
+        if self.partial:
             body.update(unreadFrom=self.unread_from, unreadUntil=self.unread_until)
         return body
 

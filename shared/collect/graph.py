@@ -39,7 +39,7 @@ class GraphSource:
 # allowed" (https://learn.microsoft.com/en-us/graph/api/signin-list, observed:
 # https://learn.microsoft.com/en-us/answers/questions/1116053/query-option-select-is-not-allowed-to-allow-it-set),
 # so the fields authwatch keeps are picked out after the read.
-SIGNIN_PAGE_SIZE = 1000  # the documented maximum $top of List signIns
+SIGNIN_PAGE_SIZE = 1000  # the maximum $top of List signIns (signin-list above; platform-facts: page size ≤ 1000)
 SIGNIN_FIELDS = ["id", "createdDateTime", "userId", "userPrincipalName", "userDisplayName", "appDisplayName",
                  "clientAppUsed", "ipAddress", "status", "conditionalAccessStatus"]
 
@@ -193,18 +193,17 @@ async def read_batch(client: Any, http: Any, graph_url: str, token: str,
 
 
 async def read_source(client: Any, source: GraphSource, since: datetime,
-                      before_request: Callable[[], Awaitable[None]] | None = None,
-                      until: datetime | None = None, max_pages: int | None = None) -> tuple[Any, SourceError | None]:
+                      before_request: Callable[[], Awaitable[None]] | None = None) -> tuple[Any, SourceError | None]:
     """Fetch one source; a failure is returned as a value so the other sources still get collected.
     `before_request` runs before every request (first page and next pages): the throttling budget."""
     adapter = client.request_adapter
     try:
         if before_request:
             await before_request()
-        body = await _get_json(adapter, _first_request(client, source, since, until))
+        body = await _get_json(adapter, _first_request(client, source, since))
         if not source.collection:
             return body, None
-        return _shape(source, await _pages(adapter, body, before_request, f"graph.{source.name}", max_pages)), None
+        return _shape(source, await _pages(adapter, body, before_request, f"graph.{source.name}")), None
     except Exception as error:  # noqa: BLE001 - errors are values at the edge
         return None, _source_error(error)
 
@@ -268,11 +267,10 @@ async def read_signins(client: Any, since: datetime, backlog: tuple[datetime, da
             unread.append(older.unread or backlog)
     elif backlog:
         unread.append(backlog)
-    stretches = unread
     merged = list({str(item.get("id") or id(item)): item for item in items if isinstance(item, dict)}.values())
-    if not stretches:
+    if not unread:
         return merged, None
-    start, end = min(s[0] for s in stretches), max(s[1] for s in stretches)
+    start, end = min(s[0] for s in unread), max(s[1] for s in unread)
     return merged, SourceError(
         status=None, code="PageLimitReached",
         message=f"sign-ins from {format_time(start)} to {format_time(end)} are not read yet: a cycle reads at most "

@@ -121,7 +121,7 @@ def check(snapshot: TenantSnapshot, context: EvaluationContext = EvaluationConte
             "Sign-in logs are not available: reading them needs Entra ID P1 or P2, which this tenant does not have.",
             {"missingSource": SOURCE, "error": error.to_json()},
         )
-    partial = snapshot.partial(SOURCE) if error is not None else None
+    partial = snapshot.partial(SOURCE)
     if not snapshot.collected(SOURCE) and not isinstance(partial, list):
         return not_collected(METADATA, snapshot, SOURCE)
     signins = _read_signins(snapshot) if partial is None else partial
