@@ -11,11 +11,10 @@ from typing import Any
 #: Graph permissions gate Graph endpoints (403 Authorization_RequestDenied when missing);
 #: Exchange.ManageAsApp gates InvokeCommand (401 when missing, as the real service does).
 DEFAULT_PERMISSIONS = (
-    "Organization.Read.All",
     "Policy.Read.All",
     "SharePointTenantSettings.Read.All",
     "AuditLog.Read.All",
-    "Mail.Send",
+    "Directory.Read.All",
     "Exchange.ManageAsApp",
 )
 

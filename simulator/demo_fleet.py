@@ -184,7 +184,7 @@ def demo_fleet() -> dict[str, Any]:
                 signins=[_signin("2026-11-23T06:00:00Z", "sales@tailspin.example", "Authenticated SMTP"),
                          _signin("2026-11-22T19:00:00Z", "sales@tailspin.example", "Authenticated SMTP")]),
         _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000005", "Woodgrove Bank",
-                "admin consent revoked: authwatch can no longer sign in",
+                "the enterprise app was deleted (no service principal): authwatch can no longer sign in",
                 policies=[copy.deepcopy(BLOCK_POLICY)], consent=False),
         _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000006", "Litware",
                 "small business on security defaults (no Entra P1); a printer mailbox has SMTP AUTH back on",

@@ -127,9 +127,9 @@ async def invoke_command(state: SimState, issuer: TokenIssuer, base_url: str,
     with state.lock:
         if tenant is None or claims.get("tid") != tid:
             return key, tid, _unauthorized("The token was issued for a different tenant than the one in the URL.")
-        if not tenant["consent"]:
+        if tenant["consent"] is False:
             return key, tid, _unauthorized("The application no longer has a service principal in this tenant.")
-        if "Exchange.ManageAsApp" not in tenant["permissions"]:
+        if "Exchange.ManageAsApp" not in state.granted(tenant):
             return key, tid, _unauthorized("The token does not carry the Exchange.ManageAsApp role.")
         exchange_role = tenant["exchangeRole"]
 

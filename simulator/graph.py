@@ -12,7 +12,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, NamedTuple
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from .odata import ODataError, decode_skiptoken, encode_skiptoken, matches, parse_filter, parse_select, select
@@ -149,14 +149,19 @@ def h_ca_policies(ctx: GraphContext, call: GraphCall) -> SimResponse:
 
 
 def _audit_log(item: str, date_field: str, string_fields: tuple[str, ...], entity_set: str,
-               refused: frozenset[str] = frozenset()) -> Handler:
-    """An audit log list (or one record by id); `refused` are the list's query options Graph answers with 400."""
+               refused: frozenset[str] = frozenset(), premium: bool = False) -> Handler:
+    """An audit log list (or one record by id); `refused` are the list's query options Graph answers with 400.
+    `premium`: the log needs Entra ID P1/P2. Sign-ins do ("Accessing sign-in reports requires a Microsoft Entra ID
+    P1 or P2 license",
+    https://learn.microsoft.com/en-us/entra/identity/monitoring-health/howto-analyze-activity-logs-with-microsoft-graph);
+    the audit log is in "all editions of Microsoft Entra ID", 7 days on Free
+    (https://learn.microsoft.com/en-us/entra/identity/monitoring-health/reference-reports-data-retention)."""
     filter_fields = {date_field: "datetime", **{f: "string" for f in string_fields}}
 
     def handler(ctx: GraphContext, call: GraphCall) -> SimResponse:
         with ctx.state.lock:
             tenant = ctx.state.tenant(call.tenant_id)
-            if not tenant["licensed"]:
+            if premium and not tenant["licensed"]:
                 return graph_error(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
                                    "Neither tenant is B2C or tenant doesn't have premium license",
                                    call.client_request_id)
@@ -185,6 +190,16 @@ def _audit_log(item: str, date_field: str, string_fields: tuple[str, ...], entit
 
 
 def h_send_mail(ctx: GraphContext, call: GraphCall) -> SimResponse:
+    """sendMail as app-only: allowed by an Entra Mail.Send app role (any mailbox) or by Exchange RBAC for Applications
+    ("Application Mail.Send" scoped to the mailboxes in `mailSenders`); the two are a union
+    (https://learn.microsoft.com/en-us/exchange/permissions-exo/application-rbac). Neither: 403 ErrorAccessDenied."""
+    with ctx.state.lock:
+        tenant = ctx.state.tenant(call.tenant_id)
+        unscoped = "Mail.Send" in ctx.state.granted(tenant)
+        scoped = {address.lower() for address in tenant["mailSenders"]} if tenant["consent"] is True else set()
+    if not unscoped and call.params["id"].lower() not in scoped:
+        return graph_error(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.",
+                           call.client_request_id)
     body = call.body
     if not isinstance(body, dict) or not isinstance(body.get("message"), dict):
         return graph_error(400, "ErrorInvalidRequest", "Cannot read the request body: 'message' is required.",
@@ -266,16 +281,42 @@ class Route:
     handler: Handler
     permissions: tuple[str, ...]  # any one of them suffices; () = no check
     limit_class: str | None  # throttling class (limits.DEFAULT_LIMITS); None = not limited itself
+    denied: Denial  # how Graph refuses a token without any of `permissions`
+    also: tuple[tuple[str, Denial], ...] = ()  # permissions needed on top, each with its own refusal
 
 
-def _r(path: str, key: str, handler: Handler, perms: tuple[str, ...], method: str = "GET") -> Route:
+class Denial(NamedTuple):
+    status: int
+    code: str
+    message: str
+
+
+# Graph's usual refusal of an app role that is missing: 403 Authorization_RequestDenied.
+INSUFFICIENT = Denial(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+# SharePoint settings refuse with 401, not 403, when SharePointTenantSettings.Read.All is missing (observed, undocumented:
+# https://github.com/Galvnyz/M365-Assess/issues/116, https://github.com/microsoft/Partner-Center-PowerShell/issues/428).
+SHAREPOINT_DENIED = Denial(401, "accessDenied", "There has been an error authenticating the request.")
+# The reports API names the permission it misses (observed: microsoftgraph/microsoft-graph-docs-contrib#3196,
+# microsoftgraph/microsoft-graph-explorer-v4#2731).
+AUDIT_LOG_DENIED = Denial(403, "Authentication_MSGraphPermissionMissing",
+                          "Calling principal does not have required MSGraph permissions AuditLog.Read.All")
+# List directoryAudits documents "AuditLog.Read.All and Directory.Read.All" for applications
+# (https://learn.microsoft.com/en-us/graph/api/directoryaudit-list#permissions); without Directory.Read.All the
+# premium-licence check fails (observed: microsoftgraph/microsoft-graph-docs#2789, …-docs-contrib#4858).
+DIRECTORY_READ_DENIED = Denial(403, "Authentication_ApplicationHasNoDirectoryReadAccess",
+                               "Failed to do premium license check from ADGraph")
+
+
+def _r(path: str, key: str, handler: Handler, perms: tuple[str, ...], method: str = "GET",
+       denied: Denial = INSUFFICIENT, also: tuple[tuple[str, Denial], ...] = ()) -> Route:
     return Route(re.compile(f"^{path}/?$", re.IGNORECASE), key, method, handler, perms,
-                 GRAPH_CLASSES.get(key, "graph"))
+                 GRAPH_CLASSES.get(key, "graph"), denied, also)
 
 
 _ORG = ("Organization.Read.All", "Directory.Read.All")
 _POLICY = ("Policy.Read.All",)
 _AUDIT = ("AuditLog.Read.All",)
+_DIRECTORY = (("Directory.Read.All", DIRECTORY_READ_DENIED),)
 ROUTES: tuple[Route, ...] = (
     _r(r"/organization", "graph.organization", h_organization, _ORG),
     _r(r"/organization/(?P<id>[^/]+)", "graph.organization", h_organization, _ORG),
@@ -286,23 +327,25 @@ ROUTES: tuple[Route, ...] = (
        _POLICY),
     _r(r"/admin/sharepoint/settings", "graph.sharepointSettings",
        _entity("sharepointSettings", "admin/sharepoint/settings"),
-       ("SharePointTenantSettings.Read.All", "SharePointTenantSettings.ReadWrite.All")),
+       ("SharePointTenantSettings.Read.All", "SharePointTenantSettings.ReadWrite.All"), denied=SHAREPOINT_DENIED),
     _r(r"/auditLogs/signIns", "graph.signIns",
        # List signIns documents only $top, $skiptoken and $filter and refuses $select with 400
        # (https://learn.microsoft.com/en-us/graph/api/signin-list; observed answer:
        # https://learn.microsoft.com/en-us/answers/questions/1116053/query-option-select-is-not-allowed-to-allow-it-set).
        _audit_log("signIns", "createdDateTime", ("clientAppUsed", "userPrincipalName", "appId"), "auditLogs/signIns",
-                  refused=frozenset({"$select"})),
-       _AUDIT),
+                  refused=frozenset({"$select"}), premium=True),
+       _AUDIT, denied=AUDIT_LOG_DENIED),
     _r(r"/auditLogs/signIns/(?P<id>[^/]+)", "graph.signIns",
-       _audit_log("signIns", "createdDateTime", (), "auditLogs/signIns"), _AUDIT),
+       _audit_log("signIns", "createdDateTime", (), "auditLogs/signIns", premium=True), _AUDIT,
+       denied=AUDIT_LOG_DENIED),
     _r(r"/auditLogs/directoryAudits", "graph.directoryAudits",
        _audit_log("directoryAudits", "activityDateTime", ("loggedByService", "category", "activityDisplayName"),
-                  "auditLogs/directoryAudits"), _AUDIT),
+                  "auditLogs/directoryAudits"), _AUDIT, denied=AUDIT_LOG_DENIED, also=_DIRECTORY),
     _r(r"/auditLogs/directoryAudits/(?P<id>[^/]+)", "graph.directoryAudits",
-       _audit_log("directoryAudits", "activityDateTime", (), "auditLogs/directoryAudits"), _AUDIT),
+       _audit_log("directoryAudits", "activityDateTime", (), "auditLogs/directoryAudits"), _AUDIT,
+       denied=AUDIT_LOG_DENIED, also=_DIRECTORY),
     _r(r"/\$batch", "graph.batch", h_batch, (), method="POST"),
-    _r(r"/users/(?P<id>[^/]+)/sendMail", "graph.sendMail", h_send_mail, ("Mail.Send",), method="POST"),
+    _r(r"/users/(?P<id>[^/]+)/sendMail", "graph.sendMail", h_send_mail, (), method="POST"),  # h_send_mail checks
 )
 
 
@@ -374,10 +417,11 @@ async def dispatch(ctx: GraphContext, call: GraphCall) -> tuple[str, SimResponse
             return key, fault_response(fault, default_graph_fault(fault.status, call.client_request_id))
     if r.permissions:
         with ctx.state.lock:
-            granted = set(ctx.state.tenant(call.tenant_id)["permissions"])
-        if not granted.intersection(r.permissions):
-            return key, graph_error(403, "Authorization_RequestDenied",
-                                    "Insufficient privileges to complete the operation.", call.client_request_id)
+            granted = set(ctx.state.granted(ctx.state.tenant(call.tenant_id)))
+        refusal = r.denied if not granted.intersection(r.permissions) else next(
+            (denial for permission, denial in r.also if permission not in granted), None)
+        if refusal is not None:
+            return key, graph_error(*refusal, call.client_request_id)
     try:
         result = r.handler(ctx, call)
         resp = await result if asyncio.iscoroutine(result) else result

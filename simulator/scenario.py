@@ -44,11 +44,18 @@ GRAPH_KEYS = (
 ENDPOINT_KEYS = ("token", *GRAPH_KEYS)
 
 TENANT_KEYS = {
-    "tenantId", "displayName", "app", "consent", "exchangeRole", "licensed", "permissions",
+    "tenantId", "displayName", "app", "consent", "exchangeRole", "licensed", "permissions", "mailSenders",
     "graph", "exchange", "faults",
 }
 TOP_KEYS = {"app", "tenants", "pageSize", "tokenLifetime", "limits", "latencyMs"}
 FAULT_KEYS = {"status", "times", "body", "rawBody", "retryAfter", "delay", "skip"}
+
+# consent: true = the app's service principal is there with its app roles granted; false = no service principal
+# (never consented, or the enterprise app was deleted); "revoked" = the service principal stays but its app role
+# assignments were removed (Entra admin center > Enterprise applications > Permissions > Revoke): tokens are still
+# issued, without a `roles` claim ("app-only tokens can be issued without a roles claim",
+# https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-client-creds-grant-flow), and every API refuses.
+CONSENT_STATES = (True, False, "revoked")
 
 DEFAULT_PAGE_SIZE = {"graph": 100, "exchange": 1000}
 DEFAULT_TOKEN_LIFETIME = 3599
@@ -223,13 +230,20 @@ def normalize_tenant(tenant: Any, where: str = "tenant") -> dict[str, Any]:
         c.typ(f"{where}.displayName", t["displayName"], str, "a string")
     if "app" in t and t["app"] is not None:
         t["app"] = _check_app(c, f"{where}.app", t["app"])
-    for flag in ("consent", "exchangeRole", "licensed"):
+    for flag in ("exchangeRole", "licensed"):
         t.setdefault(flag, True)
         c.typ(f"{where}.{flag}", t[flag], bool, "true or false")
+    t.setdefault("consent", True)
+    if not (isinstance(t["consent"], bool) or t["consent"] in CONSENT_STATES):
+        c.fail(f"{where}.consent", f"true, false or \"revoked\", got {_short(t['consent'])}")
     perms = t.setdefault("permissions", list(DEFAULT_PERMISSIONS))
     c.typ(f"{where}.permissions", perms, list, "a list of app role names")
     for i, p in enumerate(perms):
         c.typ(f"{where}.permissions[{i}]", p, str, "a string")
+    senders = t.setdefault("mailSenders", [])
+    c.typ(f"{where}.mailSenders", senders, list, "a list of mailbox addresses")
+    for i, address in enumerate(senders):
+        c.typ(f"{where}.mailSenders[{i}]", address, str, "a mailbox address")
 
     for section, items, default in (("graph", GRAPH_ITEMS, default_graph),
                                     ("exchange", EXCHANGE_ITEMS, default_exchange)):

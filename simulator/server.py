@@ -112,7 +112,7 @@ class _App:
         tid = str(claims.get("tid"))
         with self.state.lock:
             tenant = self.state.tenant(tid)
-            revoked = tenant is None or not tenant["consent"]
+            revoked = tenant is None or tenant["consent"] is False
         if revoked:
             # Consent revocation takes effect immediately here (real Entra lets issued tokens live on),
             # so tests can flip `consent` and see the very next call fail.

@@ -123,6 +123,11 @@ class SimState:
     def sorted_records(self, tenant_id: str, item: str) -> list[tuple[datetime, dict[str, Any]]]:
         return self._sorted[(tenant_id, item)]
 
+    @staticmethod
+    def granted(tenant: dict[str, Any]) -> list[str]:
+        """The app roles the app holds in the tenant now: none once consent is revoked or was never given."""
+        return list(tenant["permissions"]) if tenant["consent"] is True else []
+
     def app_for(self, tenant: dict[str, Any]) -> dict[str, Any]:
         return tenant.get("app") or self.scenario["app"]
 

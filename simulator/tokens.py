@@ -138,8 +138,8 @@ def token_endpoint(state: SimState, issuer: TokenIssuer, tenant_ref: str, form: 
                              "may happen if there are no active subscriptions for the tenant.")
         tid = tenant["tenantId"]
         app = dict(state.app_for(tenant))
-        consent = tenant["consent"]
-        permissions = list(tenant["permissions"])
+        has_service_principal = tenant["consent"] is not False
+        permissions = state.granted(tenant)
         lifetime = state.scenario["tokenLifetime"]
 
     grant = form.get("grant_type")
@@ -153,12 +153,21 @@ def token_endpoint(state: SimState, issuer: TokenIssuer, tenant_ref: str, form: 
     if not client_id:
         return tid, err(400, "invalid_request", 900144,
                         "The request body must contain the following parameter: 'client_id'.")
-    if client_id.lower() != app["clientId"].lower() or not consent:
+    if client_id.lower() != app["clientId"].lower():
+        # An app id Entra cannot resolve at all (wrong id, deleted registration, wrong tenant or cloud).
         return tid, err(400, "unauthorized_client", 700016,
                         f"Application with identifier '{client_id[:64]}' was not found in the directory '{tid}'. "
                         "This can happen if the application has not been installed by the administrator of the "
                         "tenant or consented to by any user in the tenant. You may have sent your authentication "
                         "request to the wrong tenant.")
+    if not has_service_principal:
+        # The app exists but has no service principal in this tenant (never consented, or the enterprise app was
+        # deleted): "Microsoft Entra no longer issues access tokens without a client Service Principal"
+        # (https://learn.microsoft.com/en-us/entra/identity/monitoring-health/reports-faq), answered as AADSTS7000229
+        # with 401 invalid_client (message as observed, e.g. Azure/azure-sdk-for-net#46762).
+        return tid, err(401, "invalid_client", 7000229,
+                        f"The client application {app['clientId']} is missing service principal in the tenant "
+                        f"{tid}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119")
     if form.get("client_assertion") or form.get("client_assertion_type"):
         failure = _check_assertion(form, app, tid, tenant_ref, base_url, err)
         if failure is not None:

@@ -66,7 +66,8 @@ postprovision)
   echo
   echo "Next, per tenant to watch (yours included): its admin consents at"
   echo "  https://login.microsoftonline.com/<tenant id>/adminconsent?client_id=$app_id"
-  echo "and assigns Global Reader to the app; then: authwatch tenants add --tenant <tenant id> --name <name>"
+  echo "and gives the app read-only Exchange roles (a role group; Global Reader is the fallback): the commands are"
+  echo "printed by: authwatch tenants add --tenant <tenant id> --name <name> --check-only"
   ;;
 *)
   echo "usage: app-registration.sh preprovision|postprovision" >&2

@@ -41,9 +41,9 @@ def _print_tables() -> None:
     print("Permissions (customer = every monitored tenant, by admin consent or role assignment; "
           "operator = only your own tenant)\n", file=out)
     table(["permission", "type", "resource (app id)", "id", "where", "why"],
-          [[permission.name, "app role" if permission.kind == "application" else "Entra role",
+          [[permission.name, manifest.KIND_TEXT[permission.kind],
             f"{permission.resource} ({permission.resource_app_id})" if permission.resource_app_id
-            else permission.resource, permission.id, permission.where, permission.purpose]
+            else permission.resource, permission.id or "(by name)", permission.where, permission.purpose]
            for permission in manifest.PERMISSIONS])
     print("\nPer collector endpoint\n", file=out)
     table(["source", "request", "needs"],
@@ -55,5 +55,9 @@ def _print_tables() -> None:
           [[control_id, ", ".join(info["permissions"])
             + (f"; licence: {', '.join(info['licences'])}" if info["licences"] else "")]
            for control_id, info in manifest.control_permissions().items()])
-    print("\nNothing here writes to a customer tenant. Mail.Send is for the e-mail alert channel in your own "
-          "tenant only: put it on a separate single-tenant app registration, never on the multi-tenant one.", file=out)
+    print("\nNothing here writes to a customer tenant. Exchange is read through a role group holding "
+          f"{' and '.join(role.name for role in manifest.EXCHANGE_ROLES)} (`authwatch tenants add` prints the "
+          "commands); the Entra role Global Reader is the fallback. Alert e-mail is sent in your own tenant only, "
+          "by a separate single-tenant app that Exchange RBAC for Applications lets send from one mailbox "
+          "(Application Mail.Send with a management scope); give that app no Entra Mail.Send consent, which would "
+          "let it send as any mailbox. Commands: infra/README.md, 'E-mail alerts'.", file=out)

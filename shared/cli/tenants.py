@@ -1,7 +1,7 @@
 """`authwatch tenants add --tenant ID --name NAME [--credential-mode federated|secret|certificate ...]`.
 
-Prints what the tenant's admin has to do (admin consent, Global Reader for the app) and, for the secretless mode,
-the federated credential; checks the tenant's access end to end the way the collector will read it; and registers
+Prints what the tenant's admin has to do (admin consent, read-only Exchange roles for the app) and, for the
+secretless mode, the federated credential; checks the tenant's access end to end the way the collector will read it; and registers
 the tenant only when nothing blocking is missing (or with --force).
 
 Where things come from: the app registration's client id from --client-id or AUTHWATCH_APP_CLIENT_ID; the managed
@@ -36,8 +36,8 @@ def add_parser(commands: Any) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser(
         "add", help="print the onboarding steps, check the tenant's access end to end, register it",
-        description="Print the steps the tenant's admin takes (admin consent, Global Reader for the app), check the "
-                    "tenant's access end to end (Graph token, every Graph source, Exchange, the sign-in licence), "
+        description="Print the steps the tenant's admin takes (admin consent, read-only Exchange roles for the "
+                    "app), check the tenant's access end to end (Graph token, every Graph source, Exchange, the sign-in licence), "
                     "say exactly what is missing and how to fix it, and register the tenant when nothing blocking "
                     "is missing. Exit status: 0 registered (or --check-only passed), 1 not registered, 2 bad input.")
     add.add_argument("--tenant", required=True, metavar="ID", help="the tenant id (GUID)")

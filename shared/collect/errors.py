@@ -19,8 +19,14 @@ def _trim(text: str) -> str:
 TOKEN_HINTS = {
     "AADSTS7000215": "the client secret is wrong: put the current secret in the tenant's credential",
     "AADSTS7000222": "the client secret has expired: create a new one and update the tenant's credential",
-    "AADSTS700016": "the app is not installed in this tenant: admin consent is missing or was revoked; "
-                    "send the tenant's admin the consent link again",
+    # An app id Entra cannot resolve: a wrong client id, a deleted app registration, the wrong tenant or cloud.
+    "AADSTS700016": "Entra does not know this app id here: check the client id and that the app registration "
+                    "still exists",
+    # The app exists but has no service principal in the tenant: never consented, or the enterprise app was
+    # deleted (https://learn.microsoft.com/en-us/entra/identity/monitoring-health/reports-faq: no access tokens
+    # "without a client Service Principal").
+    "AADSTS7000229": "the app is not installed in this tenant (no service principal): admin consent was never "
+                     "given or the enterprise app was deleted; send the tenant's admin the consent link again",
     "AADSTS90002": "no such tenant: check the tenant id",
     "AADSTS7000112": "the app is disabled in this tenant: ask its admin to enable the enterprise application",
     "AADSTS700027": "the client assertion (certificate or federated credential) was rejected",
@@ -43,6 +49,26 @@ def token_error(error: Exception) -> SourceError:
     return SourceError(status=status, code=code, message=_trim(TOKEN_HINTS.get(code) or first_sentence))
 
 
+# Graph's answers to a token that lacks the app role a request needs. Most say 403 Authorization_RequestDenied; the
+# reports API names the permission (403 Authentication_MSGraphPermissionMissing, observed:
+# microsoftgraph/microsoft-graph-docs-contrib#3196) or fails its licence check without Directory.Read.All
+# (Authentication_ApplicationHasNoDirectoryReadAccess, microsoftgraph/microsoft-graph-docs#2789); SharePoint settings
+# answer 401 accessDenied "There has been an error authenticating the request" (observed, undocumented:
+# Galvnyz/M365-Assess#116, microsoft/Partner-Center-PowerShell#428). A token whose consent was revoked (the service
+# principal stays, the token comes without roles) meets the same answers on every source.
+PERMISSION_REFUSALS = frozenset({
+    (403, "Authorization_RequestDenied"), (403, "Authentication_MSGraphPermissionMissing"),
+    (403, "Authentication_ApplicationHasNoDirectoryReadAccess"), (401, "accessDenied"), (403, "accessDenied"),
+})
+PERMISSION_HINT = ("an application permission this request needs is not granted in the tenant, or its consent was "
+                   "revoked (`authwatch permissions` lists them; `authwatch tenants add --tenant ID --check-only` "
+                   "names the one missing)")
+
+
+def is_permission_refusal(error: SourceError | None) -> bool:
+    return error is not None and (error.status, error.code) in PERMISSION_REFUSALS
+
+
 def http_error(status: int | None, code: str, message: str) -> SourceError:
     return SourceError(status=status, code=code or (f"HTTP{status}" if status else "Error"), message=_trim(message))
 
@@ -55,6 +81,14 @@ class IncompleteRead(Exception):
         super().__init__(f"{source}: {reason}; the rest was not read")
         self.code = code  # PageLimitReached or NextLinkLoop
         self.items = items or []  # what was read before paging stopped (newest first for the audit logs)
+
+
+def graph_http_error(status: int | None, code: str, message: str) -> SourceError:
+    """A Graph refusal; one that means a missing app role says so, since SharePoint's 401 does not look like it."""
+    error = http_error(status, code, message)
+    if not is_permission_refusal(error):
+        return error
+    return http_error(status, error.code, f"{message.rstrip('. ')}: {PERMISSION_HINT}")
 
 
 def transport_error(error: Exception) -> SourceError:

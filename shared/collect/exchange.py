@@ -55,8 +55,9 @@ EXCHANGE_SOURCES: tuple[ExchangeSource, ...] = (
 _HINTS = {
     401: "Exchange rejected the token: grant the app the Office 365 Exchange Online application permission "
          "Exchange.ManageAsApp and admin-consent it in this tenant",
-    403: "Exchange refused the request: the app's service principal needs an Entra role such as Global Reader "
-         "in this tenant (Exchange.ManageAsApp alone is not enough)",
+    403: "Exchange refused the request: the app's service principal needs the Exchange roles View-Only "
+         "Configuration and View-Only Recipients (a role group) or the Entra role Global Reader in this tenant "
+         "(Exchange.ManageAsApp alone is not enough)",
 }
 
 

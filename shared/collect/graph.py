@@ -15,7 +15,7 @@ from kiota_abstractions.api_error import APIError
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 
-from shared.collect.errors import IncompleteRead, http_error, transport_error
+from shared.collect.errors import IncompleteRead, graph_http_error, transport_error
 from shared.controls.signins import is_legacy_signin
 from shared.model import SourceError, format_time, parse_time_or_none
 
@@ -85,7 +85,7 @@ def _source_error(error: Exception) -> SourceError:
         detail = getattr(error, "error", None)
         code = getattr(detail, "code", None) or ""
         message = getattr(detail, "message", None) or error.message or str(error)
-        return http_error(error.response_status_code, code, message)
+        return graph_http_error(error.response_status_code, code, message)
     return transport_error(error)
 
 
@@ -185,8 +185,8 @@ async def read_batch(client: Any, http: Any, graph_url: str, token: str,
             retry.append(source)
         else:
             error = (body or {}).get("error") if isinstance(body, dict) else None
-            answers[source.name] = (None, http_error(status, (error or {}).get("code", ""),
-                                                     (error or {}).get("message", "")))
+            answers[source.name] = (None, graph_http_error(status, (error or {}).get("code", ""),
+                                                           (error or {}).get("message", "")))
     for source in retry:
         answers[source.name] = await read_source(client, source, datetime.min, before_request)
     return answers

@@ -17,7 +17,9 @@ METADATA = ControlMetadata(
     severity=Severity.HIGH,
     frameworks=(),
     sources=("exchange.authenticationPolicies", "exchange.organizationConfig", "exchange.users"),
-    permissions=("Exchange.ManageAsApp", "Entra role: Global Reader"),
+    permissions=("Exchange.ManageAsApp",
+                 "Exchange role: View-Only Configuration",
+                 "Exchange role: View-Only Recipients"),
     remediation=(
         "Turn basic SMTP AUTH off in every applied authentication policy: Set-AuthenticationPolicy <name> "
         "-AllowBasicAuthSmtp:$false (the other AllowBasicAuth* no longer matter: Microsoft retired Basic for those "

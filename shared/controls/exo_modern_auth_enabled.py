@@ -13,7 +13,7 @@ METADATA = ControlMetadata(
     severity=Severity.MEDIUM,
     frameworks=("CIS 6.5.1",),
     sources=("exchange.organizationConfig",),
-    permissions=("Exchange.ManageAsApp", "Entra role: Global Reader"),
+    permissions=("Exchange.ManageAsApp", "Exchange role: View-Only Configuration"),
     remediation="Set-OrganizationConfig -OAuth2ClientProfileEnabled $true",
 )
 

@@ -19,7 +19,9 @@ METADATA = ControlMetadata(
     severity=Severity.LOW,
     frameworks=(),
     sources=("exchange.casMailboxes", "exchange.casMailboxPlans"),
-    permissions=("Exchange.ManageAsApp", "Entra role: Global Reader"),
+    permissions=("Exchange.ManageAsApp",
+                 "Exchange role: View-Only Configuration",
+                 "Exchange role: View-Only Recipients"),
     remediation=(f"Set-CASMailbox <id> -PopEnabled $false -ImapEnabled $false; all at once: {BULK_FIX}. For new "
                  "mailboxes: Set-CASMailboxPlan <plan> -PopEnabled $false -ImapEnabled $false"),
 )

@@ -13,7 +13,7 @@ METADATA = ControlMetadata(
     severity=Severity.HIGH,
     frameworks=("CISA MS.EXO.5.1v1", "CIS 6.5.4"),
     sources=("exchange.transportConfig",),
-    permissions=("Exchange.ManageAsApp", "Entra role: Global Reader"),
+    permissions=("Exchange.ManageAsApp", "Exchange role: View-Only Configuration"),
     remediation="Set-TransportConfig -SmtpClientAuthenticationDisabled $true",
 )
 

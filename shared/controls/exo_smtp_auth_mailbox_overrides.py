@@ -20,7 +20,7 @@ METADATA = ControlMetadata(
     severity=Severity.HIGH,
     frameworks=(),
     sources=("exchange.casMailboxes",),
-    permissions=("Exchange.ManageAsApp", "Entra role: Global Reader"),
+    permissions=("Exchange.ManageAsApp", "Exchange role: View-Only Recipients"),
     remediation=("Make each overriding mailbox inherit the organisation setting: Set-CASMailbox <id> "
                  f"-SmtpClientAuthenticationDisabled $null. All at once: {BULK_FIX}"),
 )

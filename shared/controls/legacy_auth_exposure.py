@@ -53,7 +53,10 @@ METADATA = ControlMetadata(
     sources=("exchange.casMailboxes", "exchange.transportConfig", "exchange.authenticationPolicies",
              "exchange.organizationConfig", "exchange.users", "graph.securityDefaults",
              "graph.conditionalAccessPolicies"),
-    permissions=("Exchange.ManageAsApp", "Entra role: Global Reader", "Policy.Read.All"),
+    permissions=("Policy.Read.All",
+                 "Exchange.ManageAsApp",
+                 "Exchange role: View-Only Configuration",
+                 "Exchange role: View-Only Recipients"),
     remediation=(
         "Close at least one layer for every exposed mailbox (closing all three is defence in depth). "
         "SMTP AUTH: Set-TransportConfig -SmtpClientAuthenticationDisabled $true, and for mailboxes that override it "

@@ -26,6 +26,7 @@ from shared.collect import exchange, graph
 from shared.collect.connection import EXCHANGE_SCOPE, GRAPH_SCOPE, http_client
 from shared.collect.credentials import CredentialError, CredentialSpec, build_credential, exchange_audience
 from shared.collect.endpoints import MicrosoftEndpoints
+from shared.collect.errors import is_permission_refusal
 from shared.collect.snapshot import fetch_token, graph_client
 from shared.model import LICENCE_ERROR_CODE, SourceError
 from shared.tenants import permissions as manifest
@@ -56,10 +57,27 @@ class Step:
                 "commands": list(self.commands)}
 
 
+def exchange_role_commands(tenant_id: str, client_id: str) -> tuple[str, ...]:
+    """What an Exchange admin of the customer tenant runs so that the app may read Exchange, and no more: the app's
+    service principal registered in Exchange and put in a role group holding View-Only Configuration and View-Only
+    Recipients ("Option 2", https://learn.microsoft.com/en-us/powershell/exchange/app-only-auth-powershell-v2;
+    New-ServicePrincipal takes the object id from Enterprise applications, not App registrations)."""
+    roles = ",".join(f'"{role.name}"' for role in manifest.EXCHANGE_ROLES)
+    group = manifest.EXCHANGE_ROLE_GROUP
+    return (
+        f"az login --tenant {tenant_id} --allow-no-subscriptions && az ad sp show --id {client_id} --query id -o tsv",
+        "Connect-ExchangeOnline  # signed in as an Exchange Administrator of that tenant",
+        f'New-ServicePrincipal -AppId {client_id} -ObjectId <the object id printed above> -DisplayName "authwatch"',
+        f'New-RoleGroup -Name "{group}" -Roles {roles} -Description "authwatch: read-only legacy-auth monitoring"',
+        f'Add-RoleGroupMember -Identity "{group}" -Member (Get-ServicePrincipal -Identity "authwatch").Identity',
+    )
+
+
 def role_assignment_commands(tenant_id: str, client_id: str,
                              graph_url: str = "https://graph.microsoft.com/v1.0") -> tuple[str, ...]:
-    """Azure CLI commands, run by an admin of the customer tenant, that give the app's service principal Global
-    Reader (read-only, tenant-wide: what the Exchange admin API checks for Get-* cmdlets)."""
+    """The fallback where a role group cannot be set up: Azure CLI commands, run by an admin of the customer tenant,
+    that give the app's service principal the Entra role Global Reader (read-only, but over every workload; one of
+    the Entra roles the Exchange admin API accepts for app-only access)."""
     body = ('{"principalId":"\'"$sp"\'","roleDefinitionId":"' + manifest.GLOBAL_READER.id
             + '","directoryScopeId":"/"}')
     return (
@@ -90,11 +108,13 @@ def onboarding_steps(tenant_id: str, spec: CredentialSpec, endpoints: MicrosoftE
              f"({', '.join(p.name for p in manifest.customer_permissions() if p.kind == 'application')}) and "
              "creates its service principal. Consent again after permissions are added to the app.",
              (admin_consent_url(tenant_id, spec.client_id, endpoints.authority),)),
-        Step("Global Reader for the app", "a Privileged Role Administrator (or Global Administrator) of the tenant",
-             "per tenant",
-             "Assign the Entra role Global Reader to the app's service principal (Entra admin center > Roles & "
-             "admins > Global Reader > Add assignments > the app), or run:",
-             role_assignment_commands(tenant_id, spec.client_id, endpoints.graph)),
+        Step("Exchange read access for the app", "an Exchange Administrator of the tenant", "per tenant",
+             "Register the app's service principal in Exchange Online and put it in a role group with the read-only "
+             f"roles {' and '.join(role.name for role in manifest.EXCHANGE_ROLES)} (least privilege; takes up to an "
+             "hour to apply). Where that cannot be done, assign the Entra role Global Reader to the app's service "
+             "principal instead (read-only over every workload): "
+             + " && ".join(role_assignment_commands(tenant_id, spec.client_id, endpoints.graph)),
+             exchange_role_commands(tenant_id, spec.client_id)),
     ]
     if spec.mode == "federated":
         steps.append(Step(
@@ -228,10 +248,17 @@ def _token_problem(probe: Probe, tenant_id: str, spec: CredentialSpec, endpoints
     code, message = error.code, error.message
     consent_url = admin_consent_url(tenant_id, spec.client_id, endpoints.authority)
     setting = spec.secret_setting or spec.certificate_setting
-    if code in ("AADSTS700016", "AADSTS65001"):
+    if code in ("AADSTS7000229", "AADSTS65001"):
         return Problem("consent", f"Admin consent is missing in tenant {tenant_id}: the app {spec.client_id} has no "
-                       "service principal there (never consented, or consent was revoked).",
+                       "service principal there (never consented, or the enterprise app was deleted).",
                        f"A Global Administrator of the tenant opens {consent_url} and accepts.", (probe.name,))
+    if code == "AADSTS700016":
+        # Entra cannot resolve the app id at all (wrong id, deleted registration, wrong tenant or cloud); older
+        # Entra answered a missing service principal this way too, so the consent link is the second step.
+        return Problem("consent", f"Entra does not know the app {spec.client_id} in tenant {tenant_id}.",
+                       "Check the client id (AUTHWATCH_APP_CLIENT_ID / --client-id) and that the app registration "
+                       f"still exists in your tenant; if both are right, the tenant's admin consents at {consent_url}.",
+                       (probe.name,))
     if code == "AADSTS7000112":
         return Problem("consent", f"The app is disabled in tenant {tenant_id}.",
                        "The tenant's admin enables the enterprise application (Enterprise applications > the app > "
@@ -286,8 +313,8 @@ def diagnose(tenant_id: str, spec: CredentialSpec, endpoints: MicrosoftEndpoints
         elif probe.name.startswith("graph."):
             if error.status == 403 and error.code == LICENCE_ERROR_CODE:
                 licence.append(probe.name)
-            elif error.status == 403:
-                for label in manifest.BY_SOURCE[probe.name].permissions:
+            elif is_permission_refusal(error):
+                for label in _refused_permissions(probe.name, error):
                     missing.setdefault(label, []).append(probe.name)
             elif error.status == 401:
                 problems.append(Problem("consent", f"Graph rejected the app's token for {probe.name} (401): the "
@@ -307,29 +334,53 @@ def diagnose(tenant_id: str, spec: CredentialSpec, endpoints: MicrosoftEndpoints
                     + _reconsent(tenant_id, spec, endpoints) + ".", (probe.name,), permission=permission.label))
             elif error.status == 403:
                 problems.append(Problem(
-                    "exchange_role", "Exchange Online refused the app (403): its service principal has no Entra role "
-                    "in this tenant (Exchange.ManageAsApp alone is not enough).",
-                    "An admin of the tenant assigns Global Reader to the app's service principal: "
+                    "exchange_role", "Exchange Online refused the app (403): its service principal holds no Exchange "
+                    "role in this tenant (Exchange.ManageAsApp alone is not enough).",
+                    "An Exchange Administrator of the tenant gives it the read-only roles through a role group: "
+                    + " ; ".join(exchange_role_commands(tenant_id, spec.client_id))
+                    + ". Fallback: assign the Entra role Global Reader: "
                     + " && ".join(role_assignment_commands(tenant_id, spec.client_id, endpoints.graph)),
-                    (probe.name,), permission=manifest.GLOBAL_READER.label))
+                    (probe.name,), permission=manifest.VIEW_ONLY_CONFIGURATION.label))
             else:
                 problems.append(_other(probe))
+    graph_probes = [probe for probe in probes if probe.name.startswith("graph.")]
+    if len(graph_probes) > 1 and all(is_permission_refusal(probe.error) for probe in graph_probes):
+        # Every Graph source refused: the token carries no app role at all. That is consent revoked with the service
+        # principal kept (tokens are then issued without a roles claim, "app-only tokens can be issued without a
+        # roles claim", https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-client-creds-grant-flow),
+        # not one permission after another missing.
+        missing.clear()
+        problems.append(Problem(
+            "consent", f"Every Microsoft Graph source refused the app in tenant {tenant_id}: its service principal is "
+            "there but holds no permission (admin consent was revoked, or given before the permissions were added).",
+            f"A Global Administrator of the tenant opens "
+            f"{admin_consent_url(tenant_id, spec.client_id, endpoints.authority)} and accepts.", tuple(probe.name for probe in graph_probes)))
     for label, sources in missing.items():
         permission = manifest.BY_LABEL[label]
         problems.append(Problem(
-            "graph_permission", f"Microsoft Graph refused {', '.join(sources)} (403 Authorization_RequestDenied): "
+            "graph_permission", f"Microsoft Graph refused {', '.join(sources)}: "
             f"the application permission {permission.name} is not granted in this tenant.",
             f"Add the Microsoft Graph application permission {permission.name} (role {permission.id}) to the app "
             f"registration {spec.client_id} (`authwatch permissions --format app-registration` lists them all), "
             + _reconsent(tenant_id, spec, endpoints) + ".", tuple(sources), permission=label))
     if licence:
         problems.append(Problem(
-            "licence", f"The tenant has no {manifest.SIGNIN_LICENCE} licence, so Graph serves no sign-in or audit "
-                       f"logs ({', '.join(licence)}).",
-            "Nothing blocks monitoring: the sign-in based control reports not_applicable and changes are not "
-            f"attributed to a person. With a {manifest.SIGNIN_LICENCE} licence in the tenant, both work.",
+            "licence", f"The tenant has no {manifest.SIGNIN_LICENCE} licence, so Graph serves no sign-in logs "
+                       f"({', '.join(licence)}).",
+            "Nothing blocks monitoring: the sign-in based control reports not_applicable. With a "
+            f"{manifest.SIGNIN_LICENCE} licence in the tenant, it works.",
             tuple(licence), blocking=False))
     return problems
+
+
+def _refused_permissions(source: str, error: SourceError) -> tuple[str, ...]:
+    """The source's permissions that a refusal is about: the ones its message names (the reports API names what it
+    misses), else all of them."""
+    needed = manifest.BY_SOURCE[source].permissions
+    named = tuple(label for label in needed if label in error.message)
+    if error.code == "Authentication_ApplicationHasNoDirectoryReadAccess":
+        named = (manifest.DIRECTORY_READ.label,)
+    return named or needed
 
 
 def _other(probe: Probe) -> Problem:

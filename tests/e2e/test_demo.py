@@ -45,7 +45,7 @@ def test_demo_runs_a_cycle_and_shows_every_story():
     assert table["Tailspin Toys"][label["entra_legacy_signins_blocked"]] == "PENDING"  # inside its 24-hour window
     assert table["Litware"][label["entra_legacy_signins_blocked"]] == "N/A"  # no Entra P1
     assert set(table["Woodgrove Bank"].values()) == {"UNKNOWN"}
-    assert "UNREACHABLE" in out and "AADSTS700016" in out  # consent revoked, the others carry on
+    assert "UNREACHABLE" in out and "AADSTS7000229" in out  # no service principal, the others carry on
     assert "cccccccc-0000-0000-0000-000000000003" in out  # the unapproved exclusion is named
     assert "read back" in out
     # The story: each scripted change raises its alert once, as simulated hours pass.

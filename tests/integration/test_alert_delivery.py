@@ -407,11 +407,60 @@ def test_config_errors_never_quote_a_pasted_secret(storage_connection_string):
 # --- e-mail through Graph sendMail (the simulator) ----------------------------------------------------------------------
 
 OPERATOR = "0b0e7a11-0000-4000-8000-00000000cafe"
+MAIL_APP = "6a1c2b3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+def operator_scenario(**tenant: Any) -> dict[str, Any]:
+    """The operator's tenant, where the mail app holds no Graph permission and Exchange RBAC for Applications lets it
+    send from authwatch@operator.example alone (the setup infra/README.md documents)."""
+    return {"app": {"clientId": MAIL_APP, "clientSecret": "op-secret"},
+            "tenants": [{"tenantId": OPERATOR, "displayName": "Operator", "permissions": [],
+                         "mailSenders": ["authwatch@operator.example"], **tenant}]}
+
+
+def mail_env(sim, storage_connection_string: str, sender: str = "authwatch@operator.example", **extra: str):
+    endpoints = endpoints_for(sim)
+    return alert_env(storage_connection_string, {"mail": {
+        "type": "email", "tenantId": OPERATOR, "from": sender, "to": ["soc@operator.example"],
+        "credential": {"mode": "secret", "clientId": MAIL_APP, "secretSetting": "AUTHWATCH_MAIL_SECRET"}}},
+        AUTHWATCH_MAIL_SECRET="op-secret", AUTHWATCH_AUTHORITY_HOST=endpoints.authority,
+        AUTHWATCH_GRAPH_URL=endpoints.graph, AUTHWATCH_CA_BUNDLE=sim.ca_path, AUTHWATCH_ALERT_RETRIES="0", **extra)
+
+
+def test_email_from_a_mailbox_outside_the_apps_exchange_scope_fails_naming_the_fix(simulator_for,
+                                                                                   storage_connection_string):
+    """RBAC for Applications scoped to one sender: any other mailbox is refused (403 ErrorAccessDenied), and the
+    failure says which assignment is missing instead of a bare status."""
+    sim = simulator_for(operator_scenario())
+    tenant = str(uuid.uuid4())
+    env = mail_env(sim, storage_connection_string, sender="ceo@operator.example")
+    records = asyncio.run(commit_cycle(storage_connection_string, tenant, T1, [smtp_failed(tenant, T1)]))
+    [report] = deliver(env, records, dequeue_count=5)
+    assert report.failed == ["mail"] and sim.sent_mail == []
+    [failure] = asyncio.run(failed_deliveries(storage_connection_string, tenant))
+    assert "403" in failure["error"] and "may not send as ceo@operator.example" in failure["error"]
+    assert "Application Mail.Send" in failure["error"]
+
+
+def test_an_unscoped_entra_mail_send_consent_is_named_once(simulator_for, storage_connection_string, caplog):
+    """An Entra Mail.Send consent lets the app send as anyone, whatever Exchange's scope says: the mail still goes,
+    and the operator is told once per process to remove the consent."""
+    from shared.alerts.channels import email
+
+    email._warned_unscoped.clear()
+    sim = simulator_for(operator_scenario(permissions=["Mail.Send"]))
+    env = mail_env(sim, storage_connection_string)
+    with caplog.at_level(logging.WARNING, logger="authwatch.alerts"):
+        for tenant in (str(uuid.uuid4()), str(uuid.uuid4())):
+            records = asyncio.run(commit_cycle(storage_connection_string, tenant, T1, [smtp_failed(tenant, T1)]))
+            deliver(env, records)
+    assert len(sim.sent_mail) == 2
+    warnings = [record.getMessage() for record in caplog.records if "Entra Mail.Send" in record.getMessage()]
+    assert len(warnings) == 1 and MAIL_APP in warnings[0] and "every mailbox" in warnings[0]
 
 
 def test_email_goes_through_graph_sendmail_and_the_simulator_receives_it(simulator_for, storage_connection_string):
-    sim = simulator_for({"app": {"clientId": "6a1c2b3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "clientSecret": "op-secret"},
-                         "tenants": [{"tenantId": OPERATOR, "displayName": "Operator"}]})
+    sim = simulator_for(operator_scenario())
     endpoints = endpoints_for(sim)
     tenant = str(uuid.uuid4())
     asyncio.run(register(storage_connection_string, tenant, "Fabrikam"))

@@ -91,11 +91,26 @@ def test_wrong_secret_is_recorded_while_other_tenants_are_collected(simulator_fo
     assert {r.status for r in evaluate(bad)} == {"unknown"}
 
 
-def test_revoked_consent_names_the_cause(simulator_for):
+def test_a_missing_service_principal_names_the_cause(simulator_for):
     sim = simulator_for(scenario())
     [snap] = collect(sim, access(NO_CONSENT))
     assert snap.unreachable
-    assert snap.errors["graph.securityDefaults"].code == "AADSTS700016"
+    assert snap.errors["graph.securityDefaults"].code == "AADSTS7000229"
+    assert "not installed in this tenant" in snap.errors["graph.securityDefaults"].message
+
+
+def test_revoked_consent_with_the_service_principal_kept_fails_every_source_saying_why(simulator_for):
+    """Tokens come without roles: Graph refuses each source (SharePoint with its 401), Exchange with 401; every error
+    says a permission is missing or consent was revoked, none looks like a passing read."""
+    sim = simulator_for(scenario())
+    sim.update_tenant(HEALTHY, lambda t: t.update(consent="revoked"))
+    [snap] = collect(sim, access(HEALTHY))
+    sharepoint = snap.errors["graph.sharepointSettings"]
+    assert (sharepoint.status, sharepoint.code) == (401, "accessDenied")
+    assert "permission" in sharepoint.message and "revoked" in sharepoint.message
+    for source in ("graph.conditionalAccessPolicies", "graph.securityDefaults", "graph.signIns"):
+        assert snap.errors[source].status == 403 and "revoked" in snap.errors[source].message, source
+    assert snap.errors["exchange.transportConfig"].status == 401
 
 
 def test_missing_exchange_role_fails_only_exchange(simulator_for):

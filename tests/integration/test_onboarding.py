@@ -1,8 +1,9 @@
 """Onboarding a tenant against the simulator's per-tenant failure modes, over real HTTPS with the real SDKs.
 
-Each mode is what a real customer tenant shows when one onboarding step was skipped: no admin consent
-(AADSTS700016), a Graph permission missing from the app (403 Authorization_RequestDenied), Exchange.ManageAsApp
-missing (401), no Entra role for the app (Exchange 403), no Entra ID P1 licence (403 on the sign-in reports). The
+Each mode is what a real customer tenant shows when one onboarding step was skipped: no admin consent (no service
+principal: AADSTS7000229), consent revoked (tokens without roles), an app id Entra does not know (AADSTS700016), a
+Graph permission missing from the app (refused as Graph refuses it for that source), Exchange.ManageAsApp missing
+(401), no Exchange role for the app (Exchange 403), no Entra ID P1 licence (403 on the sign-in reports). The
 check must name exactly that, with its fix; `authwatch tenants add` must register only a tenant that can be read.
 """
 
@@ -98,15 +99,38 @@ def test_a_healthy_tenant_passes_every_probe(simulator_for, tenant_id):
 
 
 def test_missing_consent_is_named_with_the_admin_consent_url(simulator_for, tenant_id):
-    """consent false: Entra refuses the token with AADSTS700016; the fix is the tenant's admin-consent page."""
+    """consent false (no service principal): Entra refuses the token with AADSTS7000229; the fix is the tenant's
+    admin-consent page."""
     sim = simulator_for(scenario(tenant_id, consent=False))
     result = check(sim, tenant_id)
     assert not result.ok and kinds(result) == ["consent"]
     problem = result.problems[0]
     assert "Admin consent is missing" in problem.summary
     assert admin_consent_url(tenant_id, APP_ID, sim.url) in problem.fix
-    assert result.probes[0].error.code == "AADSTS700016"
+    assert result.probes[0].error.code == "AADSTS7000229"
     assert [probe.name for probe in result.probes] == ["token.graph"]  # nothing else can work without a token
+
+
+def test_an_app_id_entra_does_not_know_is_named_as_such(simulator_for, tenant_id):
+    """AADSTS700016 is an app id Entra cannot resolve (a wrong client id, a deleted registration), not consent."""
+    sim = simulator_for(scenario(tenant_id, app={"clientId": "44444444-4444-4444-4444-444444444444",
+                                                 "clientSecret": "other"}))
+    result = check(sim, tenant_id)
+    assert not result.ok and kinds(result) == ["consent"]
+    assert result.probes[0].error.code == "AADSTS700016"
+    assert "does not know the app" in result.problems[0].summary and "client id" in result.problems[0].fix
+
+
+def test_revoked_consent_is_one_consent_problem_not_a_list_of_permissions(simulator_for, tenant_id):
+    """Consent revoked with the service principal kept: tokens come without roles and every Graph source refuses.
+    That is one thing to fix (consent again), not five missing permissions."""
+    sim = simulator_for(scenario(tenant_id, consent="revoked"))
+    result = check(sim, tenant_id)
+    assert not result.ok
+    assert sorted(kinds(result)) == ["consent", "exchange_permission"]
+    [consent] = [problem for problem in result.problems if problem.kind == "consent"]
+    assert "holds no permission" in consent.summary and set(consent.sources) == set(GRAPH_SOURCES)
+    assert admin_consent_url(tenant_id, APP_ID, sim.url) in consent.fix
 
 
 def test_a_missing_graph_permission_is_named_once_with_its_id_and_the_reconsent(simulator_for, tenant_id):
@@ -124,13 +148,18 @@ def test_a_missing_graph_permission_is_named_once_with_its_id_and_the_reconsent(
     assert failed == {"graph.conditionalAccessPolicies", "graph.securityDefaults"}
 
 
-@pytest.mark.parametrize("missing", ["Organization.Read.All", "SharePointTenantSettings.Read.All",
-                                     "AuditLog.Read.All"])
-def test_each_graph_permission_is_diagnosed(simulator_for, tenant_id, missing):
+@pytest.mark.parametrize(("missing", "sources"), [
+    # SharePoint answers a missing permission with 401 accessDenied, not 403: still a permission, not consent.
+    ("SharePointTenantSettings.Read.All", {"graph.sharepointSettings"}),
+    ("AuditLog.Read.All", {"graph.signIns", "graph.directoryAudits"}),
+    ("Directory.Read.All", {"graph.organization", "graph.directoryAudits"}),
+])
+def test_each_graph_permission_is_diagnosed(simulator_for, tenant_id, missing, sources):
     sim = simulator_for(scenario(tenant_id, permissions=without(missing)))
     result = check(sim, tenant_id)
     assert not result.ok
     assert [(p.kind, p.permission) for p in result.problems] == [("graph_permission", missing)]
+    assert set(result.problems[0].sources) == sources
 
 
 def test_missing_exchange_manage_as_app_is_named(simulator_for, tenant_id):
@@ -143,14 +172,18 @@ def test_missing_exchange_manage_as_app_is_named(simulator_for, tenant_id):
     assert permissions.EXCHANGE_MANAGE_AS_APP.id in problem.fix and permissions.EXCHANGE_APP_ID in problem.fix
 
 
-def test_a_missing_entra_role_is_named_with_the_role_assignment(simulator_for, tenant_id):
-    """exchangeRole false: Exchange answers a bare 403; the fix assigns Global Reader to the app's principal."""
+def test_a_missing_exchange_role_is_named_with_the_role_group_and_the_fallback(simulator_for, tenant_id):
+    """exchangeRole false: Exchange answers a bare 403; the fix registers the app's service principal in Exchange
+    and puts it in a role group with the two View-Only roles, with Global Reader as the documented fallback."""
     sim = simulator_for(scenario(tenant_id, exchangeRole=False))
     result = check(sim, tenant_id)
     assert not result.ok and kinds(result) == ["exchange_role"]
     problem = result.problems[0]
-    assert problem.permission == "Entra role: Global Reader"
-    assert permissions.GLOBAL_READER.id in problem.fix and f"az ad sp show --id {APP_ID}" in problem.fix
+    assert problem.permission == "Exchange role: View-Only Configuration"
+    for text in (f"New-ServicePrincipal -AppId {APP_ID}", '"View-Only Configuration","View-Only Recipients"',
+                 'Add-RoleGroupMember -Identity "authwatch readers"', f"az ad sp show --id {APP_ID}"):
+        assert text in problem.fix, text
+    assert problem.fix.index("New-RoleGroup") < problem.fix.index(permissions.GLOBAL_READER.id)  # fallback last
 
 
 def test_a_missing_licence_is_reported_but_does_not_block(simulator_for, tenant_id):
@@ -161,7 +194,7 @@ def test_a_missing_licence_is_reported_but_does_not_block(simulator_for, tenant_
     assert result.ok and kinds(result) == ["licence"]
     problem = result.problems[0]
     assert not problem.blocking
-    assert set(problem.sources) == {"graph.signIns", "graph.directoryAudits"}
+    assert set(problem.sources) == {"graph.signIns"}  # the audit log is in every Entra edition
     assert "P1" in problem.summary
 
 
@@ -274,7 +307,7 @@ def test_cli_check_only_registers_nothing_and_json_is_one_object(simulator_for, 
     document = json.loads(capsys.readouterr().out)
     assert document["registered"] is False and document["check"]["ok"] is False
     assert [p["permission"] for p in document["check"]["problems"]] == ["AuditLog.Read.All"]
-    assert [step["title"] for step in document["steps"]][:2] == ["Admin consent", "Global Reader for the app"]
+    assert [step["title"] for step in document["steps"]][:2] == ["Admin consent", "Exchange read access for the app"]
     assert registered(storage_connection_string, tenant_id) is None
 
 

@@ -309,6 +309,7 @@ def simulated_cloud(tenants: dict[str, str], client_secret: str, operator: str, 
     woodgrove["app"] = {"clientId": APP_ID, "clientSecret": "rotated-" + secrets.token_hex(16)}
     mail = tenant(operator, "Operator")
     mail["app"] = {"clientId": MAIL_APP_ID, "clientSecret": mail_secret}
+    mail["mailSenders"] = ["authwatch@operator.example"]  # Exchange RBAC for Applications, as infra/README.md sets up
     return {"app": {"clientId": APP_ID, "clientSecret": client_secret},
             "tenants": [tenant(tenants["contoso"], "Contoso"), tenant(tenants["fabrikam"], "Fabrikam", "False"),
                         woodgrove, mail]}

@@ -157,7 +157,7 @@ def test_record_outcome_counts_failures_and_resets_on_success(registry_cs):
         await registry.upsert(tenant, now=NOW)
         seen = []
         await registry.record_outcome(tenant.tenant_id, success=False, at=NOW,
-                                      error="unreachable: AADSTS700016: consent revoked; Bearer eyJa.eyJb.c2ln")
+                                      error="unreachable: AADSTS7000229: no service principal; Bearer eyJa.eyJb.c2ln")
         seen.append(await registry.get(tenant.tenant_id))
         await registry.record_outcome(tenant.tenant_id, success=False, at=NOW + timedelta(minutes=15), error="x" * 900)
         seen.append(await registry.get(tenant.tenant_id))
@@ -169,7 +169,7 @@ def test_record_outcome_counts_failures_and_resets_on_success(registry_cs):
 
     first, second, third = run(registry_cs, scenario)
     assert first.consecutive_failures == 1 and first.last_success_at is None and first.last_attempt_at == NOW
-    assert first.last_error.startswith("unreachable: AADSTS700016") and "eyJa" not in first.last_error
+    assert first.last_error.startswith("unreachable: AADSTS7000229") and "eyJa" not in first.last_error
     assert second.consecutive_failures == 2 and len(second.last_error) <= 500
     assert third.consecutive_failures == 0 and third.last_error is None
     assert third.last_success_at == third.last_attempt_at == NOW + timedelta(minutes=30)

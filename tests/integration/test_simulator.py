@@ -153,7 +153,7 @@ def test_token_success_is_a_jwt_with_tenant_audience_app_and_roles(sim: Simulato
         (T1, {"client_secret": "wrong-secret"}, 401, "invalid_client", 7000215),
         (T1, {"client_id": "44444444-4444-4444-4444-444444444444"}, 400, "unauthorized_client", 700016),
         (T2, {}, 400, "unauthorized_client", 700016),  # T2 accepts only its own app
-        (T3, {}, 400, "unauthorized_client", 700016),  # consent revoked
+        (T3, {}, 401, "invalid_client", 7000229),  # no service principal: never consented, or deleted
         (T1, {"grant_type": "password"}, 400, "unsupported_grant_type", 70003),
         (T1, {"scope": "https://management.azure.com/.default"}, 400, "invalid_scope", 70011),
         (T1, {"scope": "https://graph.microsoft.com/User.Read"}, 400, "invalid_scope", 70011),
@@ -176,6 +176,9 @@ def test_token_errors_have_entra_shape(sim: Simulator, http: httpx.Client, tenan
         assert f"Tenant '{tenant}' not found" in body["error_description"]
     if code == 700016:
         assert "was not found in the directory" in body["error_description"]
+    if code == 7000229:
+        assert f"The client application {APP} is missing service principal in the tenant {T3}" \
+            in body["error_description"]
 
 
 def test_openid_configuration_and_tenant_lookup_by_domain(sim: Simulator, http: httpx.Client) -> None:
@@ -308,12 +311,13 @@ def test_directory_audits_filter_on_service_case_insensitively(sim: Simulator, h
     assert r.json()["@odata.context"].endswith("#auditLogs/directoryAudits")
 
 
-def test_unlicensed_tenant_gets_403_on_audit_logs_only(sim: Simulator, http: httpx.Client) -> None:
+def test_unlicensed_tenant_gets_403_on_sign_ins_only(sim: Simulator, http: httpx.Client) -> None:
+    """Sign-ins need Entra ID P1/P2; the audit log is in every edition (7 days on Free)."""
     h = bearer(get_token(http, sim, T2, client_id=APP2, secret="other-secret"))
-    for path in ("/auditLogs/signIns", "/auditLogs/directoryAudits"):
-        r = http.get(sim.graph_url + path, headers=h)
-        assert r.status_code == 403
-        assert r.json()["error"]["code"] == "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+    r = http.get(sim.graph_url + "/auditLogs/signIns", headers=h)
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+    assert http.get(sim.graph_url + "/auditLogs/directoryAudits", headers=h).status_code == 200
     assert http.get(f"{sim.graph_url}/organization", headers=h).status_code == 200
 
 
@@ -322,6 +326,35 @@ def test_missing_permission_is_authorization_request_denied(sim: Simulator, http
     h = bearer(get_token(http, sim))
     r = http.get(f"{sim.graph_url}/identity/conditionalAccess/policies", headers=h)
     assert r.status_code == 403 and r.json()["error"]["code"] == "Authorization_RequestDenied"
+
+
+@pytest.mark.parametrize(("missing", "path", "status", "code", "text"), [
+    ("SharePointTenantSettings.Read.All", "/admin/sharepoint/settings", 401, "accessDenied",
+     "There has been an error authenticating the request."),
+    ("AuditLog.Read.All", "/auditLogs/signIns", 403, "Authentication_MSGraphPermissionMissing",
+     "Calling principal does not have required MSGraph permissions AuditLog.Read.All"),
+    ("AuditLog.Read.All", "/auditLogs/directoryAudits", 403, "Authentication_MSGraphPermissionMissing",
+     "Calling principal does not have required MSGraph permissions AuditLog.Read.All"),
+    ("Directory.Read.All", "/auditLogs/directoryAudits", 403, "Authentication_ApplicationHasNoDirectoryReadAccess",
+     "Failed to do premium license check from ADGraph"),
+])
+def test_a_missing_permission_is_refused_the_way_graph_refuses_it_there(sim: Simulator, http: httpx.Client,
+                                                                       missing, path, status, code, text) -> None:
+    sim.update_tenant(T1, lambda t: t["permissions"].remove(missing))
+    r = http.get(sim.graph_url + path, headers=bearer(get_token(http, sim)))
+    assert (r.status_code, r.json()["error"]["code"], r.json()["error"]["message"]) == (status, code, text)
+
+
+def test_revoked_consent_issues_tokens_without_roles_and_every_source_refuses(sim: Simulator,
+                                                                             http: httpx.Client) -> None:
+    """The service principal stays, its app role assignments are gone: Entra still issues the token (no roles
+    claim), Graph and Exchange refuse it."""
+    sim.update_tenant(T1, lambda t: t.update(consent="revoked"))
+    token = get_token(http, sim)
+    assert jwt_claims(token)["roles"] == [] and jwt_claims(get_token(http, sim, scope=EXO_SCOPE))["roles"] == []
+    for path in ("/organization", "/identity/conditionalAccess/policies", "/admin/sharepoint/settings",
+                 "/auditLogs/signIns"):
+        assert http.get(sim.graph_url + path, headers=bearer(token)).status_code in (401, 403), path
 
 
 def test_batch_mixed_results_each_counted_under_its_own_key(sim: Simulator, http: httpx.Client) -> None:
@@ -525,12 +558,22 @@ def test_request_counts_and_log_hold_no_secrets(sim: Simulator, http: httpx.Clie
     assert sim.request_counts == {} and sim.requests_log == []
 
 
-def test_send_mail_is_recorded(sim: Simulator, http: httpx.Client) -> None:
+def test_send_mail_is_recorded_for_a_sender_in_the_apps_exchange_scope_only(sim: Simulator,
+                                                                             http: httpx.Client) -> None:
+    """RBAC for Applications: the app may send as the mailboxes of its scope (no Graph permission needed), and only
+    those; an Entra Mail.Send app role lets it send as anyone (the two are a union)."""
+    sim.update_tenant(T1, lambda t: t.update(mailSenders=["Alerts@contoso.com"]))
     h = bearer(get_token(http, sim))
     msg = {"subject": "alert", "toRecipients": [{"emailAddress": {"address": "ops@contoso.com"}}]}
     r = http.post(f"{sim.graph_url}/users/alerts@contoso.com/sendMail", json={"message": msg}, headers=h)
     assert r.status_code == 202
     assert sim.sent_mail == [{"tenant": T1, "sender": "alerts@contoso.com", "message": msg, "saveToSentItems": True}]
+    r = http.post(f"{sim.graph_url}/users/ceo@contoso.com/sendMail", json={"message": msg}, headers=h)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "ErrorAccessDenied"
+    sim.update_tenant(T1, lambda t: t["permissions"].append("Mail.Send"))
+    r = http.post(f"{sim.graph_url}/users/ceo@contoso.com/sendMail", json={"message": msg},
+                  headers=bearer(get_token(http, sim)))
+    assert r.status_code == 202 and len(sim.sent_mail) == 2
 
 
 @pytest.mark.parametrize(

@@ -180,7 +180,7 @@ def test_full_config_round_trips_through_json():
                  approvedExclusions={"users": ["u1", "u1", "u2"], "locations": ["loc"]},
                  routing={"teams": {"webhookSetting": "AUTHWATCH_TEAMS_CONTOSO"}},
                  lastSuccessAt="2026-11-23T07:00:00Z", lastAttemptAt="2026-11-23T07:30:00+00:00",
-                 consecutiveFailures=2, lastError="AADSTS700016: consent revoked",
+                 consecutiveFailures=2, lastError="AADSTS7000229: no service principal",
                  createdAt="2026-11-01T00:00:00Z", updatedAt="2026-11-02T00:00:00Z")
     assert cfg.tags == ("gold", "eu")
     assert cfg.approved_exclusions == {"users": ["u1", "u2"], "locations": ["loc"]}
@@ -312,7 +312,7 @@ def test_due_follows_the_interval_with_a_little_grace():
 
 def test_a_failing_tenant_is_retried_at_its_interval_from_the_last_attempt():
     failing = config(lastSuccessAt="2026-11-22T08:00:00Z", lastAttemptAt="2026-11-23T08:00:00Z",
-                     consecutiveFailures=3, lastError="AADSTS700016")
+                     consecutiveFailures=3, lastError="AADSTS7000229")
     assert not due(failing, at(10), 15) and due(failing, at(15), 15)
     legacy = config(lastSuccessAt="2026-11-23T08:00:00Z")  # no attempt recorded: the success counts
     assert not due(legacy, at(10), 15) and due(legacy, at(15), 15)

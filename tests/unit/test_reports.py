@@ -48,7 +48,7 @@ FAILED = {"id": "f" * 32, "at": "2026-11-23T09:00:00Z", "tenantId": FAILING, "ty
 def fleet_details() -> list[dict]:
     return [
         detail(DOWN, "Woodgrove <Bank> & Co", "unreachable", [],
-               lastError="unreachable: AADSTS700016: consent revoked", openAlerts=[]),
+               lastError="unreachable: AADSTS7000229: no service principal", openAlerts=[]),
         detail(FAILING, "Fabrikam", "failing",
                [result(c, "fail" if c == "entra_legacy_auth_blocked" else "pass") for c in CONTROL_IDS],
                openAlerts=[ALERT, FAILED], history=[DRIFT, FAILED],
@@ -86,7 +86,7 @@ def test_json_report_follows_the_documented_schema(report):
 def test_a_tenant_never_read_lists_every_control_as_unknown(report):
     woodgrove = next(t for t in report["tenants"] if t["tenantId"] == DOWN)
     assert [c["status"] for c in woodgrove["controls"]] == ["unknown"] * len(CONTROL_IDS)
-    assert all(c["evaluatedAt"] is None and "AADSTS700016" in c["summary"] for c in woodgrove["controls"])
+    assert all(c["evaluatedAt"] is None and "AADSTS7000229" in c["summary"] for c in woodgrove["controls"])
 
 
 def test_validate_names_the_offending_path(report):

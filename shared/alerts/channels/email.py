@@ -6,14 +6,19 @@ Config:
      "from": "authwatch@operator.example", "to": ["soc@operator.example"], "cc": [], "saveToSentItems": false}
 
 The credential is the project's own (shared.collect.credentials: federated, secret or certificate, naming app
-settings, never holding a secret) and needs the Graph application permission Mail.Send in the operator tenant
-(restrict it to the sending mailbox with an Exchange application access policy / RBAC for Applications). Graph
+settings, never holding a secret): a single-tenant app of the operator's that Exchange RBAC for Applications lets
+send from the one sending mailbox ("Application Mail.Send" with a management scope; infra/README.md). It should hold
+no Entra Mail.Send consent: Microsoft documents the two as a union, so that consent would let it send as anyone
+(https://learn.microsoft.com/en-us/exchange/permissions-exo/application-rbac); a token that carries it is logged. Graph
 endpoints come from AUTHWATCH_AUTHORITY_HOST / AUTHWATCH_GRAPH_URL / AUTHWATCH_CA_BUNDLE (the simulator in tests).
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import json
+import logging
 import re
 import uuid
 from typing import Any
@@ -33,6 +38,8 @@ _ADDRESS = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _AADSTS = re.compile(r"AADSTS\d+")
 MAX_DIGEST_ALERTS = 100
+log = logging.getLogger("authwatch.alerts")
+_warned_unscoped: set[str] = set()  # client ids already warned about, once per process
 FONT = "font-family:'Segoe UI',Arial,sans-serif;font-size:14px;color:#1b1b1b"
 
 
@@ -72,6 +79,16 @@ def _request_id(message_id: str) -> str:
         return str(uuid.UUID(hex=message_id[:32]))
     except ValueError:
         return str(uuid.uuid4())
+
+
+def token_roles(token: str) -> list[str]:
+    """The app roles a Graph access token carries (its payload, unverified: only to warn, never to decide)."""
+    try:
+        payload = token.split(".")[1]
+        roles = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("roles")
+    except (IndexError, ValueError, AttributeError):
+        return []
+    return [role for role in roles if isinstance(role, str)] if isinstance(roles, list) else []
 
 
 def _recipients(addresses: list[str]) -> list[dict[str, Any]]:
@@ -180,6 +197,12 @@ class GraphMail(Channel):
                                 permanent=hint is not None) from None
         finally:
             await credential.close()
+        if "Mail.Send" in token_roles(token.token) and self.credential.client_id not in _warned_unscoped:
+            _warned_unscoped.add(self.credential.client_id)
+            log.warning("e-mail channel %s: the app %s holds the Entra Mail.Send application permission, which lets "
+                        "it send as every mailbox of the tenant; remove that consent and keep only Exchange's "
+                        "'Application Mail.Send' scoped to %s (infra/README.md, E-mail alerts)",
+                        self.name, self.credential.client_id, self.sender)
         url = f"{context.endpoints.graph.rstrip('/')}/users/{quote(self.sender, safe='@')}/sendMail"
         try:
             async with httpx.AsyncClient(verify=context.endpoints.ssl_context(), timeout=context.policy.timeout_s,
@@ -190,4 +213,10 @@ class GraphMail(Channel):
             raise DeliveryError(f"Graph sendMail timed out ({type(error).__name__})") from None
         except httpx.TransportError as error:
             raise DeliveryError(f"Graph sendMail connection failed ({type(error).__name__})") from None
+        if response.status_code == 403:
+            # No right to send as this mailbox: the RBAC for Applications assignment is missing, scoped elsewhere, or
+            # not applied yet (Microsoft: 30 minutes to 2 hours).
+            raise DeliveryError(f"Graph sendMail 403: the app may not send as {self.sender}; assign it Exchange's "
+                                "'Application Mail.Send' scoped to that mailbox (infra/README.md, E-mail alerts)",
+                                permanent=True, status=403)
         check_response(response.status_code, response.headers, what="Graph sendMail")
