@@ -252,9 +252,17 @@ def _run(state: SimState, base_url: str, tid: str, req: ExoRequest) -> SimRespon
     if warnings:
         out["@adminapi.warnings"] = warnings
     out["value"] = [_select(r, fields) for r in rows[offset: offset + size]]
+    applied = [f"odata.maxpagesize={size}"] if preferred else []
+    # OData serialises null-valued properties unless the client opts out with `Prefer: omit-values=nulls` (OData 4.01
+    # Protocol §8.2.8.6; "Allows the OData service to omit null values",
+    # https://learn.microsoft.com/en-us/powerquery-m/odataomitvalues-type). No Microsoft page says the Exchange admin
+    # API deviates, so the simulator sends nulls and omits them only when asked.
+    if re.search(r"omit-values\s*=\s*nulls", req.prefer or "", re.IGNORECASE):
+        out["value"] = [{k: v for k, v in row.items() if v is not None} for row in out["value"]]
+        applied.append("omit-values=nulls")
     headers = {"Content-Type": JSON}
-    if preferred:
-        headers["Preference-Applied"] = f"odata.maxpagesize={size}"
+    if applied:
+        headers["Preference-Applied"] = ", ".join(applied)
     return SimResponse(200, out, headers)
 
 

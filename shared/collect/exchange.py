@@ -80,6 +80,10 @@ async def read_source(http: httpx.AsyncClient, base_url: str, tenant_id: str, to
     params = {"$select": ",".join(source.select)} if source.select else None
     headers = {
         "Authorization": f"Bearer {token}",
+        # Never `omit-values=nulls`: OData then drops null-valued properties, and for SmtpClientAuthenticationDisabled
+        # null means "inherits the organisation" while a missing property means "not read" (unsure, fail closed).
+        # Without that preference OData sends nulls (OData 4.01 Protocol §8.2.8.6,
+        # https://learn.microsoft.com/en-us/powerquery-m/odataomitvalues-type).
         "Prefer": "odata.maxpagesize=1000",
         "X-AnchorMailbox": f"APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{tenant_id}",
         "X-CmdletName": source.cmdlet,

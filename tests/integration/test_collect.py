@@ -198,3 +198,34 @@ def test_signins_are_read_without_select_and_keep_only_the_fields_authwatch_uses
     assert kept["userPrincipalName"] == "scanner@contoso.example" and kept["status"] == {"errorCode": 0,
                                                                                        "failureReason": None}
     assert "location" not in kept and "appliedConditionalAccessPolicies" not in kept
+
+
+def test_inheriting_mailboxes_arrive_as_null_not_as_missing(simulator_for):
+    """SmtpClientAuthenticationDisabled null means "inherits the organisation"; a missing property means "not read".
+    OData drops nulls only when asked (Prefer: omit-values=nulls); the collector never asks, so inheriting mailboxes
+    stay readable and the overrides control can pass instead of saying unknown for every one of them."""
+    sim = simulator_for(scenario())
+    boxes = [{"Identity": f"user{n}", "PrimarySmtpAddress": f"user{n}@contoso.example",
+              "ExternalDirectoryObjectId": f"0b000000-0000-4000-8000-00000000000{n}",
+              "SmtpClientAuthenticationDisabled": None, "PopEnabled": False, "ImapEnabled": False,
+              "ActiveSyncEnabled": True} for n in range(3)]
+    sim.update_tenant(HEALTHY, lambda t: t["exchange"].update(casMailboxes=boxes))
+    [snap] = collect(sim, access(HEALTHY))
+    assert [box["SmtpClientAuthenticationDisabled"] for box in snap.exchange["casMailboxes"]] == [None] * 3
+    verdict = {r.control: r for r in evaluate(snap)}["exo_smtp_auth_mailbox_overrides"]
+    assert verdict.status.value == "pass" and verdict.evidence["inheriting"] == 3
+
+    # The simulator plays the OData preference, so asking for it would have lost the nulls (what the test guards).
+    import ssl
+
+    import httpx
+
+    trust = ssl.create_default_context(cafile=sim.ca_path)
+    token = httpx.post(f"{sim.url}/{HEALTHY}/oauth2/v2.0/token", verify=trust, data={
+        "client_id": APP["clientId"], "client_secret": APP["clientSecret"], "grant_type": "client_credentials",
+        "scope": "https://outlook.office365.com/.default"}).json()["access_token"]
+    answer = httpx.post(f"{endpoints_for(sim).exchange}/adminapi/beta/{HEALTHY}/InvokeCommand", verify=trust,
+                        headers={"Authorization": f"Bearer {token}", "Prefer": "omit-values=nulls"},
+                        json={"CmdletInput": {"CmdletName": "Get-CASMailbox", "Parameters": {}}})
+    assert answer.headers["Preference-Applied"] == "omit-values=nulls"
+    assert all("SmtpClientAuthenticationDisabled" not in box for box in answer.json()["value"])
