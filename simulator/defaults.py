@@ -68,8 +68,9 @@ def default_graph(tenant: dict[str, Any], item: str) -> Any:
             ],
         }
     if item == "securityDefaults":
-        # Tenants created before Oct 2019 (or that turned it off) show isEnabled false; a monitor of
-        # legacy auth mostly meets those, so "off" is the more useful default.
+        # Tenants created before Oct 2019 (or that turned it off) show isEnabled false
+        # (https://learn.microsoft.com/en-us/entra/fundamentals/security-defaults); a monitor of legacy auth mostly meets those, so "off" is the
+        # more useful default.
         return {
             "id": "00000000-0000-0000-0000-000000000005",
             "displayName": "Security Defaults",
@@ -77,7 +78,8 @@ def default_graph(tenant: dict[str, Any], item: str) -> Any:
             "isEnabled": False,
         }
     if item == "sharepointSettings":
-        # SharePoint Online ships with LegacyAuthProtocolsEnabled = $true.
+        # Microsoft switched SharePoint's legacy protocols (IDCRL) off by default from 2026-02-16 and for good from
+        # 2026-05-01 (message center MC1184649), so a tenant today reads false unless a scenario says otherwise.
         return {
             "allowedDomainGuidsForSyncApp": [],
             "availableManagedPathsForSiteCreation": ["/sites/", "/teams/"],
@@ -87,7 +89,7 @@ def default_graph(tenant: dict[str, Any], item: str) -> Any:
             "imageTaggingOption": "basic",
             "isCommentingOnSitePagesEnabled": True,
             "isFileActivityNotificationEnabled": True,
-            "isLegacyAuthProtocolsEnabled": True,
+            "isLegacyAuthProtocolsEnabled": False,
             "isLoopEnabled": True,
             "isMacSyncAppEnabled": True,
             "isRequireAcceptingUserToMatchInvitedUserEnabled": True,
@@ -116,10 +118,12 @@ def default_exchange(tenant: dict[str, Any], item: str) -> Any:
     """What Exchange Online serves for a tenant whose scenario omits ``exchange.<item>``."""
     domain = initial_domain(tenant)
     if item == "organizationConfig":
-        # No org-wide default authentication policy; modern auth on (the default since 2017).
+        # No org-wide default authentication policy; modern auth on (the default since August 2017,
+        # https://learn.microsoft.com/en-us/exchange/clients-and-mobile-in-exchange-online/enable-or-disable-modern-authentication-in-exchange-online).
         return {"Name": domain, "Identity": domain, "DefaultAuthenticationPolicy": None,
                 "OAuth2ClientProfileEnabled": True}
     if item == "transportConfig":
-        # Organisations created after January 2020 have SMTP AUTH disabled org-wide.
+        # Organisations created after January 2020 have SMTP AUTH disabled org-wide
+        # (https://learn.microsoft.com/en-us/exchange/clients-and-mobile-in-exchange-online/authenticated-client-smtp-submission).
         return {"Identity": "Transport Settings", "SmtpClientAuthenticationDisabled": True}
     return []

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 #: The documented limits (Microsoft Graph throttling docs, platform-facts.md). ``None`` = no limit.
+# Microsoft Graph service limits: https://learn.microsoft.com/en-us/graph/throttling-limits (Conditional Access, reports, the global limit);
+# Exchange admin API limits are not published, so its row is a generous stand-in.
 DEFAULT_LIMITS: dict[str, dict[str, Any]] = {
     # /identity/conditionalAccess/*: 1 request per second per tenant across all apps; 429 without Retry-After.
     "conditionalAccess": {"perTenant": 1, "windowSeconds": 1},

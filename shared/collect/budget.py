@@ -1,4 +1,6 @@
-"""Request budgets: Microsoft's documented throttling limits, respected before a request is sent.
+"""Request budgets: Microsoft's documented throttling limits, respected before a request is sent
+(https://learn.microsoft.com/en-us/graph/throttling-limits#identity-protection-and-conditional-access-service-limits and
+#identity-and-access-reports-service-limits).
 
 The real ceiling of authwatch is Graph throttling, not CPU: Conditional Access answers 1 request per second per
 tenant (and its 429s carry no Retry-After), the reports service (sign-ins + audits) 5 requests per 10 s per tenant

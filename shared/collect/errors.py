@@ -15,7 +15,8 @@ def _trim(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
-# What the common sign-in failures mean for an operator, and what to do about each.
+# What the common sign-in failures mean for an operator, and what to do about each
+# (codes: https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes).
 TOKEN_HINTS = {
     "AADSTS7000215": "the client secret is wrong: put the current secret in the tenant's credential",
     "AADSTS7000222": "the client secret has expired: create a new one and update the tenant's credential",

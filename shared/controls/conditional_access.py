@@ -15,6 +15,9 @@ from shared.controls.ca_conditions import flags, narrowing
 from shared.controls.managed_policies import enforcement_from, is_microsoft_managed, report_only_reason
 from shared.model import TenantSnapshot, format_time, parse_time_or_none
 
+# Graph's clientAppTypes for legacy clients: Exchange ActiveSync and "Other clients" (IMAP, POP, SMTP, MAPI, EWS…);
+# "all" covers both (https://learn.microsoft.com/en-us/entra/identity/conditional-access/concept-conditional-access-conditions#client-apps,
+# https://learn.microsoft.com/en-us/entra/identity/conditional-access/policy-block-legacy-authentication).
 LEGACY_CLIENT_TYPES = ("exchangeActiveSync", "other")
 
 # (where the id list lives, settings.approvedExclusions kind, what to call it in a sentence)
@@ -123,6 +126,8 @@ def assess(policy: Any, snapshot: TenantSnapshot) -> PolicyAssessment:
     if report_only and managed:
         reasons.append(report_only_reason(enables_from, snapshot.collected_at))
     elif report_only:
+        # Report-only policies are evaluated and logged, never enforced
+        # (https://learn.microsoft.com/en-us/entra/identity/conditional-access/concept-conditional-access-report-only).
         reasons.append("is report-only (enabledForReportingButNotEnforced), so it blocks nothing")
     elif state != "enabled":
         reasons.append(f"is {state}")

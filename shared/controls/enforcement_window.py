@@ -17,6 +17,10 @@ from typing import Any, Iterable
 from shared.controls.conditional_access import PolicyAssessment
 from shared.model import format_time
 
+# How long a new block may take to bite before legacy sign-ins count against it: Exchange documents "up to 24 hours"
+# for authentication policy changes (https://learn.microsoft.com/en-us/exchange/clients-and-mobile-in-exchange-online/disable-basic-authentication-in-exchange-online);
+# Microsoft publishes no figure for Conditional Access, where tokens issued before the block live on, so the same
+# bound is authwatch's (per tenant: settings.enforcementWindowHours).
 DEFAULT_WINDOW_HOURS = 24.0
 
 

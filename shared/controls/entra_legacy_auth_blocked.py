@@ -1,4 +1,8 @@
-"""Control 1: legacy clients are blocked for everyone, by Conditional Access or by security defaults."""
+"""Control 1: legacy clients are blocked for everyone, by Conditional Access or by security defaults.
+
+Security defaults block legacy authentication for every user and cannot be on while Conditional Access policies are
+in force (https://learn.microsoft.com/en-us/entra/fundamentals/security-defaults); a block policy is judged by controls.md §1 (conditional_access,
+ca_conditions)."""
 
 from __future__ import annotations
 

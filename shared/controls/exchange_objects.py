@@ -124,7 +124,9 @@ def assigned_policy_name(user: Any) -> str | None:
 
 
 def effective_policy_name(user: Any, org_config: Any) -> str | None:
-    """The policy that governs a user: its own, else the organisation default; None when neither exists (the tenant
+    """The policy that governs a user: its own (Set-User -AuthenticationPolicy), else the organisation default
+    (Set-OrganizationConfig -DefaultAuthenticationPolicy), as
+    https://learn.microsoft.com/en-us/exchange/clients-and-mobile-in-exchange-online/disable-basic-authentication-in-exchange-online describes; None when neither exists (the tenant
     then relies on Microsoft's service-side defaults). Raises Unreadable as the two functions above do."""
     return assigned_policy_name(user) or default_policy_name(org_config)
 

@@ -1,4 +1,7 @@
-"""Control 7: modern authentication (OAuth 2.0) is on for Exchange Online, so Outlook does not fall back to basic."""
+"""Control 7: modern authentication (OAuth 2.0) is on for Exchange Online, so Outlook does not fall back to basic.
+
+OAuth2ClientProfileEnabled true = modern authentication on, the default since August 2017
+(https://learn.microsoft.com/en-us/exchange/clients-and-mobile-in-exchange-online/enable-or-disable-modern-authentication-in-exchange-online)."""
 
 from __future__ import annotations
 

@@ -51,7 +51,9 @@ def check(snapshot: TenantSnapshot, context: EvaluationContext = EvaluationConte
         label: str | None = None
         for field in PROTOCOLS:
             value = as_bool(mailbox.get(field))
-            if value is None:  # missing, null or garbage: Exchange always answers true/false here
+            # Missing, null or garbage: PopEnabled/ImapEnabled are plain booleans on Set-CASMailbox
+            # (https://learn.microsoft.com/en-us/powershell/module/exchangepowershell/set-casmailbox), never blank.
+            if value is None:
                 unreadable[field] += 1
             elif value:
                 label = label or mailbox_label(mailbox)

@@ -1,4 +1,8 @@
-"""Control 4: no mailbox turns SMTP AUTH back on for itself (a per-mailbox override beats the tenant setting)."""
+"""Control 4: no mailbox turns SMTP AUTH back on for itself (a per-mailbox override beats the tenant setting).
+
+Set-CASMailbox -SmtpClientAuthenticationDisabled: $false turns it on for the mailbox, $true off, $null (blank) makes it
+follow Set-TransportConfig; "the mailbox setting overrides the organization setting"
+(https://learn.microsoft.com/en-us/exchange/clients-and-mobile-in-exchange-online/authenticated-client-smtp-submission)."""
 
 from __future__ import annotations
 

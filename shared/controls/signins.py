@@ -13,7 +13,10 @@ from typing import Any
 
 from shared.model import parse_time_or_none
 
-# controls.md §2, verbatim. Entra's docs also show "Universal Outlook"; the spec does not list it, so neither do we.
+# controls.md §2, verbatim: the clientAppUsed values of legacy clients
+# (https://learn.microsoft.com/en-us/entra/identity/conditional-access/block-legacy-authentication#identify-legacy-authentication-use; the field is
+# a free string, https://learn.microsoft.com/en-us/graph/api/resources/signin). Entra's docs also show "Universal Outlook"; the spec does not list
+# it, so neither do we.
 LEGACY_CLIENT_APPS: frozenset[str] = frozenset({
     "Authenticated SMTP", "AutoDiscover", "Exchange ActiveSync", "Exchange Online PowerShell",
     "Exchange Web Services", "IMAP4", "MAPI Over HTTP", "Offline Address Book", "Outlook Anywhere (RPC over HTTP)",

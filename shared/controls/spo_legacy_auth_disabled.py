@@ -1,4 +1,8 @@
-"""Control 8: SharePoint Online and OneDrive refuse apps that do not use modern authentication."""
+"""Control 8: SharePoint Online and OneDrive refuse apps that do not use modern authentication.
+
+isLegacyAuthProtocolsEnabled of https://learn.microsoft.com/en-us/graph/api/resources/sharepointsettings (Set-SPOTenant -LegacyAuthProtocolsEnabled);
+Microsoft turned it off by default from 2026-02-16 and for good from 2026-05-01 (message center MC1184649), so a tenant
+that still reads true is the one to look at."""
 
 from __future__ import annotations
 

@@ -215,7 +215,7 @@ def test_graph_endpoints_answer_reference_shapes(sim: Simulator, http: httpx.Cli
     h2 = bearer(get_token(http, sim, T2, client_id=APP2, secret="other-secret"))
     assert http.get(f"{sim.graph_url}/identity/conditionalAccess/policies", headers=h2).json()["value"] == []
     assert http.get(f"{sim.graph_url}/admin/sharepoint/settings", headers=h2).json()[
-        "isLegacyAuthProtocolsEnabled"] is True
+        "isLegacyAuthProtocolsEnabled"] is False  # off by default since 2026-02-16 (MC1184649)
 
     missing = http.get(f"{sim.graph_url}/users/nobody/mailFolders", headers=h)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "Request_ResourceNotFound"
