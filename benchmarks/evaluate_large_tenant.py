@@ -1,14 +1,20 @@
 """Evaluate one synthetic big tenant: 50,000 mailboxes, 200 Conditional Access policies, 10,000 legacy sign-ins.
 
-    python -m benchmarks.evaluate_large_tenant [--mailboxes N] [--policies N] [--signins N] [--json FILE]
+    python -m benchmarks.evaluate_large_tenant [--mailboxes N] [--policies N] [--signins N] [--smtp-auth-on N]
+                                               [--persist] [--json FILE]
 
 Prints the time to parse the snapshot JSON, the time to evaluate every control, and the peak memory of the
-process (target: evaluation under 2 s and 500 MB on a 2-core machine). Numbers, not a test: nothing asserts here.
+process (target: evaluation under 2 s and 500 MB on a 2-core machine). `--persist` then runs the worker's whole
+path on the same tenant twice (the simulator serves it over HTTPS, Azurite stores it): collect, evaluate, compare,
+persist, and prints each cycle's time and the stored state's size (bounded: it must fit one Table entity, 1 MiB).
+`--smtp-auth-on N`: how many mailboxes switch SMTP AUTH on for themselves (default every 97th; the worst case is
+all of them). Numbers, not a test: nothing asserts here.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import resource
 import sys
@@ -42,7 +48,8 @@ def _policy(i: int) -> dict[str, Any]:
     }
 
 
-def synthetic_snapshot(mailboxes: int, policies: int, signins: int) -> dict[str, Any]:
+def synthetic_snapshot(mailboxes: int, policies: int, signins: int, smtp_auth_on: int | None = None) -> dict[str, Any]:
+    on = set(range(0, mailboxes, 97)) if smtp_auth_on is None else set(range(min(smtp_auth_on, mailboxes)))
     users = [{"Identity": f"user{i}", "UserPrincipalName": f"user{i}@contoso.com",
               "ExternalDirectoryObjectId": f"{i:08d}-2222-4000-8000-000000000000",
               "AuthenticationPolicy": f"Policy {i % 20}"} for i in range(0, mailboxes, 10)]
@@ -69,7 +76,7 @@ def synthetic_snapshot(mailboxes: int, policies: int, signins: int) -> dict[str,
                                        for p in range(20)],
             "casMailboxes": [{"Identity": f"user{i}", "PrimarySmtpAddress": f"user{i}@contoso.com",
                               "ExternalDirectoryObjectId": f"{i:08d}-2222-4000-8000-000000000000",
-                              "SmtpClientAuthenticationDisabled": "False" if i % 97 == 0 else None,
+                              "SmtpClientAuthenticationDisabled": "False" if i in on else None,
                               "PopEnabled": i % 53 == 0, "ImapEnabled": i % 61 == 0, "ActiveSyncEnabled": True}
                              for i in range(mailboxes)],
             "casMailboxPlans": [{"Name": "ExchangeOnlineEnterprise", "PopEnabled": True, "ImapEnabled": False}],
@@ -79,11 +86,60 @@ def synthetic_snapshot(mailboxes: int, policies: int, signins: int) -> dict[str,
     }
 
 
+async def persist(document: dict[str, Any]) -> dict[str, Any]:
+    """The queue worker's path for the synthetic tenant, twice (a second cycle 15 minutes later, one more override)."""
+    from shared.collect import MicrosoftEndpoints, TenantAccess
+    from shared.cycle.service import Monitor, run_cycle
+    from shared.storage.queues import ALERTS_QUEUE, JsonQueue
+    from shared.storage.tenant_store import TenantStore
+    from simulator import Simulator
+    from simulator.azurite import Azurite
+
+    app = {"clientId": "5f0c8a7e-7c1b-4c52-9a43-6b1f2d3e4a50", "clientSecret": "benchmark-secret"}
+    tenant = document["tenantId"]
+    signins = [{**item, "createdDateTime": item["createdDateTime"].replace("+00:00", "Z")}
+               for item in document["graph"]["signIns"]]
+    scenario = {"app": app, "pageSize": {"graph": 1000, "exchange": 1000},
+                "tenants": [{"tenantId": tenant, "displayName": "Big Corp",
+                             "graph": {**document["graph"], "signIns": signins},
+                             "exchange": document["exchange"]}]}
+    figures: dict[str, Any] = {}
+    with Simulator(scenario) as sim, Azurite() as azurite:
+        endpoints = MicrosoftEndpoints(authority=sim.url, graph=sim.graph_url, exchange=sim.url, ca_bundle=sim.ca_path)
+        connection = azurite.connection_string
+        monitor = Monitor(TenantStore.from_connection_string(connection),
+                          JsonQueue.from_connection_string(connection, ALERTS_QUEUE), endpoints)
+        await monitor.create()
+        access = TenantAccess(tenant_id=tenant, client_id=app["clientId"], client_secret=app["clientSecret"])
+        try:
+            for number, label in enumerate(("first", "second")):
+                if number:
+                    sim.update_tenant(tenant, lambda t: t["exchange"]["casMailboxes"].append(
+                        {"Identity": "printer", "PrimarySmtpAddress": "zz-printer@contoso.com",
+                         "SmtpClientAuthenticationDisabled": False, "PopEnabled": False, "ImapEnabled": False,
+                         "ActiveSyncEnabled": True}))
+                began = time.perf_counter()
+                [outcome] = await run_cycle([access], monitor, now=NOW + timedelta(minutes=15 * number))
+                wall = time.perf_counter() - began
+                record = await monitor.store.load(tenant)
+                state_chars = len(json.dumps(record.state)) if record.state else 0
+                figures[label] = {"wall_s": round(wall, 2), "failure": outcome.failure, "state_chars": state_chars,
+                                  "events": [event.type for event in outcome.events]}
+                print(f"  worker path, {label} cycle: {wall:.2f} s, state {state_chars:,} characters "
+                      f"(one entity holds 520,000), {len(outcome.events)} event(s)"
+                      + (f", FAILED: {outcome.failure}" if outcome.failure else ""))
+        finally:
+            await monitor.close()
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mailboxes", type=int, default=50_000)
     parser.add_argument("--policies", type=int, default=200)
     parser.add_argument("--signins", type=int, default=10_000)
+    parser.add_argument("--smtp-auth-on", type=int, metavar="N", help="mailboxes with SMTP AUTH on for themselves")
+    parser.add_argument("--persist", action="store_true", help="also run the worker's path: HTTP, evaluate, persist")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -91,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     from shared.controls.evaluate import evaluate
     from shared.model import EvaluationContext, load_snapshot
 
-    text = json.dumps(synthetic_snapshot(args.mailboxes, args.policies, args.signins))
+    document = synthetic_snapshot(args.mailboxes, args.policies, args.signins, args.smtp_auth_on)
+    text = json.dumps(document)
     started = time.perf_counter()
     snapshot = load_snapshot(text)
     parsed = time.perf_counter()
@@ -118,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     for control_id, seconds in per_control.items():
         print(f"    {control_id:<34} {seconds:.4f} s   {figures['verdicts'][control_id]}")
     print(f"  peak RSS       : {figures['peak_rss_mb']:.0f} MB   (target < 500 MB)")
+    if args.persist:
+        figures["persist"] = asyncio.run(persist(document))
+        figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        print(f"  peak RSS after the worker path: {figures['peak_rss_mb']:.0f} MB")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(figures, handle, indent=2)

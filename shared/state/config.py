@@ -14,6 +14,7 @@ from shared.controls.ca_conditions import flags, narrowing_fields
 from shared.controls.conditional_access import LEGACY_CLIENT_TYPES
 from shared.controls.exchange_objects import ALLOW_BASIC_AUTH_FIELDS, mailbox_label
 from shared.model import TenantSnapshot
+from shared.state.bounded_set import bounded
 
 Config = dict[str, dict[str, Any]]  # section -> {key: normalised value}
 
@@ -115,10 +116,10 @@ def _applied_policies(snapshot: TenantSnapshot) -> dict[str, Any]:
 
 def _mailbox_overrides(snapshot: TenantSnapshot) -> dict[str, Any]:
     boxes = snapshot.get("exchange.casMailboxes")
-    overriding = sorted(mailbox_label(box) for box in boxes if isinstance(box, dict)
-                        and as_bool(box.get("SmtpClientAuthenticationDisabled")) is False) \
-        if isinstance(boxes, list) else []
-    return {"smtpAuthEnabledMailboxes": overriding}
+    overriding = (mailbox_label(box) for box in boxes if isinstance(box, dict)
+                  and as_bool(box.get("SmtpClientAuthenticationDisabled")) is False) if isinstance(boxes, list) else ()
+    # Bounded whatever the tenant's size: count, digest and the first names, not every address (state/bounded_set).
+    return {"smtpAuthEnabledMailboxes": bounded(overriding)}
 
 
 def _flag(snapshot: TenantSnapshot, source: str, field: str, key: str) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.state.bounded_set import as_bounded
+from shared.state.bounded_set import change as set_change
 from shared.state.config import Config
 
 WEAKENED, STRENGTHENED, NEUTRAL, REENABLED = "weakened", "strengthened", "neutral", "reenabled"
@@ -151,18 +153,7 @@ def _item_changes(section: str, key: str, old: Any, new: Any) -> list[FieldChang
                                 "deleted, or no longer blocks legacy clients")]
         return _policy_changes(old, new)
     if section == "mailboxOverrides":
-        added = sorted(set(new or []) - set(old or []))
-        removed = sorted(set(old or []) - set(set(new or [])))
-        changes = []
-        label = "mailboxes with SMTP AUTH switched on for themselves"
-        if added:
-            changes.append(FieldChange(label, len(old or []), len(new or []), REENABLED,
-                                       f"turned on for {', '.join(added[:20])}"
-                                       + (f" and {len(added) - 20} more" if len(added) > 20 else "")))
-        if removed:
-            changes.append(FieldChange(label, len(old or []), len(new or []), STRENGTHENED,
-                                       f"override removed for {', '.join(removed[:20])}"))
-        return changes
+        return _override_changes(old, new)
     if key.startswith("authPolicy:"):
         gained, lost = _allowed(new) - _allowed(old), _allowed(old) - _allowed(new)
         changes = [FieldChange(f"AllowBasicAuth{p}", (old or {}).get(p), True, REENABLED) for p in sorted(gained)]
@@ -173,6 +164,34 @@ def _item_changes(section: str, key: str, old: Any, new: Any) -> list[FieldChang
     if key == "defaultPolicy":
         return [FieldChange("DefaultAuthenticationPolicy", old, new, NEUTRAL)]  # its flags are compared per policy
     return [FieldChange(key, old, new, _flag_effect(key, old, new))]
+
+
+def _names(names: list[str], more: bool) -> str:
+    shown = ", ".join(names[:20])
+    rest = len(names) - 20
+    return shown + (f" and {rest} more" if rest > 0 else "") + (" and others" if more else "")
+
+
+def _override_changes(old: Any, new: Any) -> list[FieldChange]:
+    found = set_change(old, new)
+    if found is None:
+        return []
+    label = "mailboxes with SMTP AUTH switched on for themselves"
+    changes = []
+    if found.added or found.more_added:
+        changes.append(FieldChange(label, found.before, found.after, REENABLED,
+                                   f"turned on for {_names(found.added, found.more_added)}" if found.added
+                                   else "turned on for mailboxes past the first "
+                                        f"{len(as_bounded(new)['sample'])} (the control's evidence lists them)"))
+    if found.removed:
+        changes.append(FieldChange(label, found.before, found.after, STRENGTHENED,
+                                   f"override removed for {_names(found.removed, False)}"))
+    if found.unsure:
+        # Neutral, not weakened: the set is not empty, so the control fails (and alerts) on it anyway.
+        changes.append(FieldChange(label, found.before, found.after, NEUTRAL,
+                                   "fewer mailboxes override it now, but the list is too long to tell whether one of "
+                                   "them is new: check the control's evidence"))
+    return changes
 
 
 def diff(reference: Config, current: Config) -> list[Change]:

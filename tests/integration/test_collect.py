@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from datetime import datetime, timezone
+import json
+from datetime import datetime, timedelta, timezone
 
 from shared.collect import TenantAccess, collect_tenant
 from shared.controls.evaluate import evaluate
@@ -229,3 +230,41 @@ def test_inheriting_mailboxes_arrive_as_null_not_as_missing(simulator_for):
                         json={"CmdletInput": {"CmdletName": "Get-CASMailbox", "Parameters": {}}})
     assert answer.headers["Preference-Applied"] == "omit-values=nulls"
     assert all("SmtpClientAuthenticationDisabled" not in box for box in answer.json()["value"])
+
+
+def test_a_tenant_with_25000_smtp_auth_mailboxes_is_evaluated_and_its_state_stays_bounded(simulator_for,
+                                                                                      storage_connection_string):
+    """Issue 22 #1: the state used to keep every overriding address, so a big tenant failed every cycle with
+    DocumentTooLarge (no state, no results, no alert). Now the worker's whole path (collect over HTTP, evaluate,
+    compare, persist) goes through, the state stays small, and a new override the next cycle is still a re-enable."""
+    big = scenario()
+    boxes = [{"Identity": f"user{n}", "PrimarySmtpAddress": f"user{n:05d}@contoso.example",
+              "ExternalDirectoryObjectId": f"0c000000-0000-4000-8000-{n:012d}", "SmtpClientAuthenticationDisabled": False,
+              "PopEnabled": False, "ImapEnabled": False, "ActiveSyncEnabled": True} for n in range(25_000)]
+    big["tenants"][0]["exchange"]["casMailboxes"] = boxes
+    sim = simulator_for(big)
+
+    async def cycle(now):
+        monitor = Monitor(TenantStore.from_connection_string(storage_connection_string),
+                          JsonQueue.from_connection_string(storage_connection_string, ALERTS_QUEUE), endpoints_for(sim))
+        try:
+            [outcome] = await run_cycle([access(HEALTHY)], monitor, now=now)
+            return outcome, await monitor.store.load(HEALTHY)
+        finally:
+            await monitor.close()
+
+    outcome, record = asyncio.run(cycle(NOW))
+    assert outcome.failure is None
+    statuses = {stored.result.control: stored.result.status for stored in record.results}
+    assert statuses["exo_smtp_auth_mailbox_overrides"] == "fail" and len(statuses) == 9
+    assert len(json.dumps(record.state)) < 100_000
+    assert record.state["config"]["mailboxOverrides"]["smtpAuthEnabledMailboxes"]["count"] == 25_000
+
+    sim.update_tenant(HEALTHY, lambda t: t["exchange"]["casMailboxes"].append(
+        {**boxes[0], "Identity": "printer", "PrimarySmtpAddress": "zz-printer@contoso.example",
+         "ExternalDirectoryObjectId": "0c000000-0000-4000-8000-999999999999"}))
+    outcome, record = asyncio.run(cycle(NOW + timedelta(minutes=15)))
+    assert outcome.failure is None
+    [drift] = [event.to_json() for event in outcome.events if event.type == "basic_auth.reenabled"]
+    [change] = drift["details"]["changes"]
+    assert (change["before"], change["after"]) == (25_000, 25_001) and "past the first 100" in change["note"]
