@@ -50,8 +50,7 @@ async def evaluate_tenant(msg: func.QueueMessage) -> None:
     fleet = build_fleet()
     try:
         await fleet.create()
-        outcome = await evaluate_registered(fleet, tenant_id, now=datetime.now(timezone.utc),
-                                            entry=document.get("config"))
+        outcome = await evaluate_registered(fleet, tenant_id, now=datetime.now(timezone.utc))
     finally:
         await fleet.close()
     log.info("tenant evaluated", extra={"tenant_id": tenant_id, "dequeue_count": msg.dequeue_count,

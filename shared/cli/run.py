@@ -47,7 +47,7 @@ async def _cycle(fleet: Any, concurrency: int) -> list[dict[str, Any]]:
         nonlocal done
         async with gate:
             try:
-                outcome = await evaluate_registered(fleet, config.tenant_id, now=now, entry=config.to_json())
+                outcome = await evaluate_registered(fleet, config.tenant_id, now=now)
                 status = "unreachable" if outcome and outcome.unreachable else "ok"
                 failing = sorted(r.control for r in (outcome.results if outcome else []) if r.status == "fail")
                 rows.append({"tenantId": config.tenant_id, "displayName": config.display_name, "outcome": status,

@@ -16,7 +16,7 @@ from typing import Mapping
 from shared.cycle.service import Monitor, TenantOutcome, evaluate_tenant
 from shared.model import format_time
 from shared.storage.queues import JsonQueue
-from shared.tenants.config import RegistryError, TenantConfig, due
+from shared.tenants.config import TenantConfig, due
 from shared.tenants.registry import TenantRegistry
 
 log = logging.getLogger("authwatch.fleet")
@@ -81,22 +81,21 @@ async def fan_out(fleet: Fleet, *, now: datetime, reason: str = "schedule") -> F
 
 
 def evaluation_message(config: TenantConfig, now: datetime, reason: str) -> dict:
-    """The queue message carries the tenant's registry entry (no secret lives there; routing, which may name
-    webhooks, is left out), so the worker needs no registry read: a quiet cycle costs one Table read and one write."""
-    entry = {key: value for key, value in config.to_json().items() if key != "routing"}
-    return {"tenantId": config.tenant_id, "requestedAt": format_time(now), "reason": reason, "config": entry}
+    """The queue message names the tenant, not its settings: a message can wait (retries, a backlog) while the tenant
+    is disabled or its credential fixed, and the worker must act on the registry as it is then."""
+    return {"tenantId": config.tenant_id, "requestedAt": format_time(now), "reason": reason}
 
 
 class EvaluationFailed(RuntimeError):
     """The worker could not finish (storage down, a bug): raised so the queue retries the message."""
 
 
-async def evaluate_registered(fleet: Fleet, tenant_id: str, *, now: datetime,
-                              entry: dict | None = None) -> TenantOutcome | None:
+async def evaluate_registered(fleet: Fleet, tenant_id: str, *, now: datetime) -> TenantOutcome | None:
     """The queue worker's job for one message. A disabled or unknown tenant is logged and skipped (never
     retried forever); an unreachable tenant is a result, not a failure; anything else raises for a retry.
-    `entry` is the registry entry the message carries; without it (older messages) the registry is read."""
-    config = _entry(entry, tenant_id) or await fleet.registry.get(tenant_id)
+    The registry's current row decides (one point read), never a copy a message carried from when it was queued:
+    a tenant disabled, or its credential fixed, since then is treated as it is now."""
+    config = await fleet.registry.get(tenant_id)
     if config is None or not config.enabled:
         log.warning("evaluation skipped", extra={"tenant_id": tenant_id,
                                                  "outcome": "unknown tenant" if config is None else "disabled"})
@@ -114,17 +113,6 @@ async def evaluate_registered(fleet: Fleet, tenant_id: str, *, now: datetime,
     if error is not None or config.consecutive_failures or config.last_error:
         await fleet.registry.record_outcome(tenant_id, success=error is None, at=now, error=error)
     return outcome
-
-
-def _entry(entry: dict | None, tenant_id: str) -> TenantConfig | None:
-    if not isinstance(entry, dict):
-        return None
-    try:
-        config = TenantConfig.from_json(entry)
-    except RegistryError:
-        log.warning("unreadable registry entry in the message; reading the registry", extra={"tenant_id": tenant_id})
-        return None
-    return config if config.tenant_id == tenant_id else None
 
 
 async def record_poison(fleet: Fleet, tenant_id: str | None, *, now: datetime, body: str) -> None:

@@ -90,6 +90,10 @@ async def _commit(monitor: Monitor, tenant_id: str, snapshot: TenantSnapshot, no
         comparison = compare(record.state, record.baseline, snapshot, now=now)
         if comparison.stale:
             return comparison
+        if comparison.clock_ahead is not None:
+            log.warning("the stored state's time is %s ahead of this clock: ignored and replaced (check the clock of "
+                        "whatever wrote it); sign-ins are read again over the whole evidence window",
+                        comparison.clock_ahead, extra={"tenant_id": tenant_id, "outcome": "clock skew"})
         # An unreachable tenant keeps its last results on display; its state says why they are old.
         results = [] if snapshot.unreachable else comparison.results
         prune = _history_due(record.state, now)

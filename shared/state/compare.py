@@ -50,6 +50,14 @@ class Comparison:
     notes: list[Event] = field(default_factory=list)  # neutral changes: history only, alert nobody
     baseline: Config | None = None  # set when this comparison captured the tenant's first baseline
     stale: bool = False
+    clock_ahead: timedelta | None = None  # the stored state's time was this far in the future: not trusted
+
+
+# Two instances' clocks (or the host's and a snapshot file's) may disagree by a little; a stored lastCollectedAt up
+# to this far ahead still makes an older snapshot stale (the safe reading of a retry). Further ahead, the stored
+# time is wrong, not a newer evaluation: trusting it would freeze the tenant (no verdicts, no events) until the
+# wall clock caught up, so it is ignored, said, and replaced.
+CLOCK_SKEW_TOLERANCE = timedelta(minutes=5)
 
 
 # Sign-ins are collected incrementally (since the last success); control 2 judges the last EVIDENCE_HOURS of them,
@@ -293,8 +301,13 @@ def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: 
             now: datetime) -> Comparison:
     """The heart of authwatch. `previous` is the stored state (None: never seen), `baseline` the approved config."""
     last = _time(previous.get("lastCollectedAt")) if previous else None
-    if previous is not None and last is not None and snapshot.collected_at <= last:
+    ahead = last - now if last is not None and last > now + CLOCK_SKEW_TOLERANCE else None
+    if previous is not None and last is not None and ahead is None and snapshot.collected_at <= last:
         return Comparison(state=previous, results=[], events=[], stale=True)
+    if ahead is not None:
+        # Times derived from the future one cannot be trusted either: the next read of sign-ins starts afresh
+        # (the whole evidence window) instead of after a watermark nobody reached.
+        previous = {**(previous or {}), "readThrough": None, "lastCollectedAt": None}
 
     if not snapshot.unreachable:
         snapshot, remembered = with_recent_signins(snapshot, previous)
@@ -303,7 +316,7 @@ def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: 
     results = evaluate(snapshot, EvaluationContext(block_effective_at=tracked_start))
     if snapshot.unreachable:
         state = _unreachable(previous, snapshot, results, cycle)
-        return Comparison(state=state, results=results, events=cycle.events)
+        return Comparison(state=state, results=results, events=cycle.events, clock_ahead=ahead)
 
     if (previous or {}).get("unreachable"):
         cycle.event(ev.TENANT_RECOVERED, None, "low", "authwatch can read this tenant again.",
@@ -320,7 +333,8 @@ def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: 
         "tenantId": snapshot.tenant_id,
         "lastCollectedAt": format_time(snapshot.collected_at),
         "lastSuccessAt": format_time(snapshot.collected_at),
-        "readThrough": _read_through(previous, snapshot),
+        # After a clock ran ahead, this cycle read sign-ins from a watermark in the future: nothing is read through.
+        "readThrough": None if ahead is not None else _read_through(previous, snapshot),
         "evaluatedAt": format_time(now),
         "unreachable": False,
         "consecutiveFailures": 0,
@@ -332,7 +346,8 @@ def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: 
         "recentLegacySignIns": remembered,
         **_unread_signins(snapshot),
     }
-    return Comparison(state=state, results=results, events=cycle.events, notes=cycle.notes, baseline=new_baseline)
+    return Comparison(state=state, results=results, events=cycle.events, notes=cycle.notes, baseline=new_baseline,
+                      clock_ahead=ahead)
 
 
 # Entra documents typical sign-in log latency (minutes) but no upper bound on how late a sign-in reaches the log

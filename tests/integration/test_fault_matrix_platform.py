@@ -46,6 +46,7 @@ from azure.storage.queue.aio import QueueClient
 from shared.alerts import AlertDeliveryFailed, AlertService, failed_deliveries
 from shared.alerts.content import INFORMATIONAL
 from shared.collect.credentials import CredentialSpec
+from shared.model import format_time
 from shared.cycle.fleet import (
     EVALUATIONS_QUEUE,
     EvaluationFailed,
@@ -295,7 +296,7 @@ def test_row1_storage_lost_mid_cycle_then_restarted(own_azurite: Azurite, simula
             messages = {m["tenantId"]: m for m in await fleet.evaluations.receive_all()}
 
             async def work(tenant_id: str, now: datetime) -> TenantOutcome | None:
-                return await evaluate_registered(fleet, tenant_id, now=now, entry=messages[tenant_id]["config"])
+                return await evaluate_registered(fleet, tenant_id, now=now)
 
             # Storage goes away inside C's cycle: its state and events are committed and its outbox rows claimed,
             # then Azurite stops before the first alert reaches the queue.
@@ -378,10 +379,8 @@ def test_row2_worker_killed_between_persist_and_enqueue_in_a_fleet(simulator_for
         fleet = fleet_for(connection, sim, alerts_queue=ALERTS_QUEUE)
         try:
             await fleet.create()
-            configs = {tenant_id: await fleet.registry.get(tenant_id) for tenant_id in tenants}
             for tenant_id in tenant_ids:
-                entry = evaluation_message(configs[tenant_id], now, "schedule")["config"]
-                assert (await evaluate_registered(fleet, tenant_id, now=now, entry=entry)).failure is None
+                assert (await evaluate_registered(fleet, tenant_id, now=now)).failure is None
             return await tenant_view(fleet.monitor.store, tenants)
         finally:
             await fleet.close()
@@ -629,9 +628,8 @@ def evaluated_alert(connection: str, sim, tenant_id: str) -> dict[str, Any]:
         fleet = fleet_for(connection, sim, alerts_queue=queue_name)
         try:
             await fleet.create()
-            configs = await register(fleet.registry, [tenant_id])
-            entry = evaluation_message(configs[tenant_id], T1, "schedule")["config"]
-            assert (await evaluate_registered(fleet, tenant_id, now=T1, entry=entry)).failure is None
+            await register(fleet.registry, [tenant_id])
+            assert (await evaluate_registered(fleet, tenant_id, now=T1)).failure is None
             return await fleet.monitor.alerts.receive_all()
         finally:
             await fleet.close()
@@ -840,3 +838,45 @@ def test_row5_receiver_back_within_the_retry_budget_gets_the_alert_once(simulato
     [(headers, body)] = receiver.requests
     assert body["id"] == headers["x-authwatch-id"] == alert["id"]  # its original id
     assert waits.delays == [0.5, 1.0, 2.0] * 2
+
+
+def test_row_a_message_queued_before_the_tenant_changed_obeys_the_registry_as_it_is_now(
+        fns, monkeypatch, simulator_for, storage_connection_string) -> None:
+    """Issue 22 #11: a message waits in the queue (a backlog, retries) while the operator disables one tenant and
+    fixes another's credential. The worker must act on the registry's row as it is when it runs, never on the copy
+    of the row a message carried (messages written before this change carried one): the disabled tenant is not
+    evaluated, the fixed one is reachable."""
+    disabled, fixed = tenants = new_ids(2)
+    sim = simulator_for(fleet_scenario({disabled: False, fixed: False}))
+    connection = storage_connection_string
+    app_settings(monkeypatch, connection, sim, AUTHWATCH_SECRET_STALE="a-secret-rotated-away")
+    stale = CredentialSpec(mode="secret", client_id=APP["clientId"], secret_setting="AUTHWATCH_SECRET_STALE")
+    now = datetime.now(timezone.utc)  # the functions read the real clock
+
+    async def queue_then_change() -> list[dict[str, Any]]:
+        async with TenantRegistry.from_connection_string(connection) as registry:
+            await register(registry, [disabled])
+            configs = [await registry.get(disabled),
+                       await registry.add(TenantConfig(tenant_id=fixed, display_name="Fixed", credential=stale))]
+            # What a message queued by the previous version held: the row, as it was then.
+            queued = [{"tenantId": c.tenant_id, "requestedAt": format_time(now), "reason": "schedule",
+                       "config": {k: v for k, v in c.to_json().items() if k != "routing"}} for c in configs]
+            await registry.disable(disabled)
+            await registry.update(fixed, {"credential": CREDENTIAL.to_json()})
+            return queued
+
+    queued = asyncio.run(queue_then_change())
+    evaluate = fns["evaluate_tenant"].get_user_function()
+    for document in queued:
+        asyncio.run(evaluate(queue_message(document, message_id=uuid.uuid4().hex, dequeue_count=1)))
+
+    async def read() -> dict[str, Any]:
+        async with TenantStore.from_connection_string(connection) as store:
+            return {tenant_id: (await store.load(tenant_id)).state for tenant_id in tenants}
+
+    states = asyncio.run(read())
+    assert states[disabled] is None  # skipped: never collected, nothing written
+    assert states[fixed] is not None and states[fixed]["unreachable"] is False
+    assert "evaluate_tenant" in fns and evaluation_message(TenantConfig(
+        tenant_id=fixed, display_name="x", credential=CREDENTIAL), now, "schedule").keys() == {
+        "tenantId", "requestedAt", "reason"}  # new messages carry no copy of the row at all
