@@ -4,6 +4,11 @@ Open it as https://<app>.azurewebsites.net/api/dashboard?code=<function key>: th
 and sends it as `x-functions-key` to the JSON routes of functions/http_api.py. Their base is the app setting
 AUTHWATCH_DASHBOARD_API_BASE (default "/api/", the host's default route prefix; set it when host.json changes
 routePrefix or the API sits behind another address, e.g. API Management).
+
+What it relies on: the page, like every route, needs a function key (the Functions host answers 401 without one),
+or Easy Auth in front; it only reads (GET), and holds no token of its own: the key from its URL is what it sends.
+The state-changing API routes it could call refuse cross-site requests and non-JSON bodies whatever authenticates
+(functions/http_api.py); the page is served with a CSP that forbids framing it and loading anything else.
 """
 
 from __future__ import annotations

@@ -1,6 +1,17 @@
 """HTTP API blueprint (function-level auth): decode the request, call one service function, answer JSON.
 
 Every error is a JSON 4xx whose message names the problem; a body over 64 KiB is refused before it is parsed.
+
+What the deployed API relies on. Every route is `AuthLevel.FUNCTION`: the Functions host answers 401, before any
+Python runs, to a request without a function key (or the host key) in `x-functions-key` or `?code=`; whoever holds
+a key holds the API, so keys live in Key Vault or the portal and the dashboard's `?code=` URL is itself a secret.
+Azure's front end routes by Host, so a re-pointed name (DNS rebinding) reaches no app. When Easy Auth (App Service
+Authentication) is put in front, its session cookie is sent by the browser with any request, including one a
+foreign page makes: so, whatever authenticates, a state-changing route (POST, PATCH) refuses a cross-site request
+(403: an `Origin` other than the address the request reached — Host, X-Forwarded-Host or the URL — or
+`Sec-Fetch-Site: cross-site`/`same-site`) and a body not declared `Content-Type: application/json` (415), the two
+things a foreign page cannot fake without a CORS preflight (shared/views/guard.py). Keep the app's CORS allowed
+origins empty (or your own): an allowed origin is one that passes that preflight.
 """
 
 from __future__ import annotations
@@ -10,11 +21,12 @@ import logging
 import time
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
 
 import azure.functions as func
 
 from shared.settings import SettingsError
-from shared.views import api
+from shared.views import api, guard
 
 bp = func.Blueprint()
 log = logging.getLogger("authwatch.http")
@@ -35,9 +47,26 @@ def _limit(req: func.HttpRequest, name: str, default: int) -> int:
     return api.parse_limit(req.params.get(name), name, default)
 
 
+def _refusal(req: func.HttpRequest) -> guard.Refused | None:
+    """Why a state-changing request is refused before it is decoded (cross-site, not JSON), or None."""
+    if req.method.upper() not in guard.STATE_CHANGING:
+        return None
+    forwarded = (req.headers.get("x-forwarded-host") or "").split(",")[0]
+    try:
+        guard.check_same_origin(req.headers, [req.headers.get("host"), forwarded, urlsplit(req.url).netloc])
+        guard.check_json(req.headers.get("content-type"), req.get_body() or b"")
+    except guard.Refused as refused:
+        return refused
+    return None
+
+
 async def _respond(req: func.HttpRequest, name: str, handler: Handler) -> func.HttpResponse:
     from shared.bootstrap import build_fleet
 
+    refused = _refusal(req)
+    if refused is not None:
+        log.warning("refused", extra={"route": name, "status": refused.status, "error": refused.message})
+        return _json(refused.status, {"error": refused.message})
     started = time.monotonic()
     try:
         fleet = build_fleet()

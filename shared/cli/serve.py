@@ -5,6 +5,11 @@ functions/http_api.py (shared/views/api.py), so local and deployed answers are t
 
 Storage comes from AUTHWATCH_STORAGE_CONNECTION_STRING (or AzureWebJobsStorage). `--demo` starts Azurite and the
 simulator instead and serves the demo fleet after its two cycles (shared/cli/demo_data.py tells that story).
+
+Any web page open in the operator's browser can send requests to 127.0.0.1, so (shared/views/guard.py): only Host
+headers naming the bound address are answered (no DNS rebinding); the actions (baseline accept, alert ack/snooze)
+refuse another origin, need a JSON body and the run's token in `X-Authwatch-Token`. The token is made at start,
+rendered into the dashboard page (which sends it with its own fetches) and printed for scripts.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import threading
 import time
@@ -58,6 +64,7 @@ class DashboardServer:
         self.port = port
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.source = source
+        self.token = secrets.token_urlsafe(32)  # this run's: state-changing routes need it (shared/views/guard.py)
         self.fleet: Any = None
         self._runner: Any = None
         self._thread: threading.Thread | None = None
@@ -88,7 +95,7 @@ class DashboardServer:
                              "check AUTHWATCH_STORAGE_CONNECTION_STRING, or try `authwatch serve --demo`") from None
         from shared.views.api import MAX_BODY_BYTES  # the function app's limit too
 
-        application = web.Application(client_max_size=MAX_BODY_BYTES)
+        application = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._guard()])
         self._routes(application)
         self._runner = web.AppRunner(application, access_log=None)
         await self._runner.setup()
@@ -155,6 +162,34 @@ class DashboardServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    # -- what a browser may not do (shared/views/guard.py)
+    def _guard(self) -> Callable:
+        from aiohttp import web
+
+        from shared.views import guard
+
+        @web.middleware
+        async def check(request: web.Request, handler: Callable) -> web.StreamResponse:
+            try:
+                guard.check_host(request.headers.get("Host"), guard.allowed_hosts(HOST, self.port))
+                if request.method in guard.STATE_CHANGING:
+                    guard.check_same_origin(request.headers, [request.headers.get("Host")])
+                    try:
+                        body = await request.read()
+                    except web.HTTPRequestEntityTooLarge:
+                        from shared.views.api import MAX_BODY_BYTES
+
+                        raise guard.Refused(413, f"the request body is over {MAX_BODY_BYTES} bytes") from None
+                    guard.check_json(request.headers.get("Content-Type"), body)
+                    guard.check_token(request.headers.get(guard.TOKEN_HEADER), self.token)
+            except guard.Refused as refused:
+                log.warning("refused %s %s: %s", request.method, request.path, refused.message,
+                            extra={"path": request.path, "status": refused.status})
+                return web.json_response({"error": refused.message}, status=refused.status)
+            return await handler(request)
+
+        return check
+
     # -- routes
     def _routes(self, application: Any) -> None:
         from aiohttp import web
@@ -164,7 +199,7 @@ class DashboardServer:
         async def page(request: web.Request) -> web.Response:
             from shared.views.web import render_page
 
-            body, headers = render_page("/api/", source=self.source)
+            body, headers = render_page("/api/", source=self.source, token=self.token)
             return web.Response(text=body, headers={k: v for k, v in headers.items() if k != "Content-Type"},
                                 content_type="text/html", charset="utf-8")
 
@@ -287,6 +322,8 @@ def run(args: argparse.Namespace) -> int:
         def ready(url: str) -> None:
             print(f"• Dashboard: {url}/dashboard", flush=True)
             print(f"  JSON API:  {url}/api/tenants  ·  reports: authwatch report --format html|csv|json", flush=True)
+            print(f"  Actions (POST, JSON body) need the header X-Authwatch-Token: {server.token} (this run's; the "
+                  "dashboard sends it itself)", flush=True)
             if args.demo:
                 print(f"  Reports of this data: AUTHWATCH_STORAGE_CONNECTION_STRING='{demo.connection_string}' "
                       f"authwatch report --at {format_time(demo.evaluated_at)}", flush=True)

@@ -29,6 +29,9 @@ CSV (`to_csv`) — one row per tenant × control, header first, columns CSV_COLU
     tenant_id, tenant_name, tenant_status, control, control_title, status, severity, summary, remediation,
     evaluated_at, open_alerts (open alerts of this tenant about this control), last_collected_at
 
+Tenant data is text, never a formula: a cell starting with = + - @, tab, CR or LF gets a leading single quote
+(`csv_cell`); open_alerts, the one numeric column, is written as a number.
+
 HTML (`to_html`) — one file, inline CSS, no script, no external resource: opens offline and prints (A4 landscape,
 colours kept, one tenant per page).
 """
@@ -228,6 +231,24 @@ def to_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")  # OWASP "CSV Injection", plus a line feed
+
+
+def csv_cell(value: Any, *, numeric: bool = False) -> str:
+    """One CSV cell that a spreadsheet shows as what it is. A number in a numeric column is written as is (-3 stays a
+    number); any other cell starting with = + - @ tab, CR or LF is prefixed with a single quote, so Excel, LibreOffice
+    and Google Sheets show the text instead of running it as a formula (OWASP CSV injection). A CR inside a cell
+    becomes a line break: Python's csv module would leave a lone CR unquoted and split the row."""
+    if value is None:
+        return ""
+    if numeric and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    text = str(value)
+    if text.startswith(FORMULA_STARTS):
+        text = "'" + text
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def to_csv(report: dict[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -237,10 +258,10 @@ def to_csv(report: dict[str, Any]) -> str:
         for alert in tenant["openAlerts"]:
             per_control[alert["control"]] = per_control.get(alert["control"], 0) + 1
         for row in tenant["controls"]:
-            writer.writerow([tenant["tenantId"], tenant["displayName"], tenant["status"], row["control"],
-                             row["title"], row["status"], row["severity"], row["summary"], row["remediation"],
-                             row["evaluatedAt"] or "", per_control.get(row["control"], 0),
-                             tenant["lastCollectedAt"] or ""])
+            cells = [tenant["tenantId"], tenant["displayName"], tenant["status"], row["control"], row["title"],
+                     row["status"], row["severity"], row["summary"], row["remediation"], row["evaluatedAt"]]
+            writer.writerow([*map(csv_cell, cells), csv_cell(per_control.get(row["control"], 0), numeric=True),
+                             csv_cell(tenant["lastCollectedAt"])])
     return out.getvalue()
 
 

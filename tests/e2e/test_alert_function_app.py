@@ -65,7 +65,8 @@ def scenario(healthy: str, smtp_later: str, revoked: str) -> dict:
 
 def http(function, method: str, *, body: Any = None, route: dict | None = None) -> tuple[int, Any]:
     request = func.HttpRequest(method=method, url="http://localhost/api/x", route_params=route or {},
-                               body=json.dumps(body).encode() if body is not None else b"")
+                               body=json.dumps(body).encode() if body is not None else b"",
+                               headers={"content-type": "application/json"})
     response = asyncio.run(function.get_user_function()(request))
     return response.status_code, json.loads(response.get_body())
 

@@ -183,3 +183,27 @@ def test_unknown_tenant_shows_an_error_with_a_way_back(page, problems):
     assert page.locator('a[href="#/"]').count() >= 1
     assert all("404" in problem for problem in problems)  # the browser logs the 404 itself
     problems.clear()
+
+
+def test_the_page_sends_the_run_token_and_a_same_origin_action_passes(page, server, problems):
+    """`authwatch serve` hands the page its run's token: the page's own API calls carry it, and an action sent from
+    the page (JSON, the token, Chromium's own Origin and Sec-Fetch-Site) passes, while the same call without the token
+    or as text/plain is refused (issue 22, item 2)."""
+    sent: list[dict[str, str]] = []
+    page.on("request", lambda request: sent.append(request.headers) if "/api/tenants" in request.url else None)
+    page.goto(f"/dashboard#/tenants/{FABRIKAM}")
+    page.locator("#open-alerts li[data-event-type]").first.wait_for()
+    token = page.evaluate("JSON.parse(document.getElementById('authwatch-config').textContent).token")
+    assert token == server.token and sent and all(h.get("x-authwatch-token") == token for h in sent)
+
+    alert_id = page.evaluate(f"fetch('/api/tenants/{FABRIKAM}').then(r => r.json()).then(d => d.openAlerts[0].id)")
+    post = """([path, headers, body]) => fetch(path, {method: "POST", headers, body, credentials: "same-origin"})
+                 .then(r => r.status)"""
+    path = f"/api/tenants/{FABRIKAM}/alerts/{alert_id}/ack"
+    body = '{"by": "browser@msp.example"}'
+    json_type = {"Content-Type": "application/json"}
+    assert page.evaluate(post, [path, json_type, body]) == 403  # no token
+    assert page.evaluate(post, [path, {"Content-Type": "text/plain", "X-Authwatch-Token": token}, body]) == 415
+    assert page.evaluate(post, [path, {**json_type, "X-Authwatch-Token": token}, body]) == 200
+    assert len(problems) == 2 and all(("403" in p or "415" in p) for p in problems)  # the browser logs the refusals
+    problems.clear()

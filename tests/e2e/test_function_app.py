@@ -109,7 +109,8 @@ def http(function, method: str, url: str, *, body: Any = None, route: dict | Non
          params: dict | None = None, raw: bytes | None = None) -> tuple[int, Any]:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
     request = func.HttpRequest(method=method, url=f"http://localhost/api/{url}", body=data,
-                               route_params=route or {}, params=params or {})
+                               route_params=route or {}, params=params or {},
+                               headers={"content-type": "application/json"} if data else {})
     response = asyncio.run(function.get_user_function()(request))
     return response.status_code, json.loads(response.get_body())
 

@@ -400,7 +400,8 @@ def test_planted_secrets_never_leave_through_logs_tables_queues_payloads_or_resp
     def http(name: str, method: str, *, body: Any = None, route: dict | None = None,
              params: dict | None = None) -> tuple[int, Any]:
         request = func.HttpRequest(method=method, url=f"http://localhost/api/{name}", route_params=route or {},
-                                   params=params or {}, body=json.dumps(body).encode() if body is not None else b"")
+                                   params=params or {}, body=json.dumps(body).encode() if body is not None else b"",
+                                   headers={"content-type": "application/json"})
         response = fns[name].get_user_function()(request)
         if asyncio.iscoroutine(response):  # the dashboard's function is plain, the API's are async
             response = asyncio.run(response)

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -44,8 +45,9 @@ def server(demo) -> Iterator[DashboardServer]:
         yield running
 
 
-def get(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, data=body, method=method)
+def get(url: str, method: str = "GET", body: bytes | None = None,
+        headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, dict(response.headers), response.read()
@@ -53,9 +55,22 @@ def get(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int, 
         return error.code, dict(error.headers), error.read()
 
 
-def get_json(url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
-    status, _headers, raw = get(url, method, None if body is None else json.dumps(body).encode())
+def get_json(url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    status, _headers, raw = get(url, method, None if body is None else json.dumps(body).encode(), headers)
     return status, json.loads(raw)
+
+
+def page_token(url: str) -> str:
+    """The run's token, as the dashboard page gets it: in its configuration block."""
+    page = get(f"{url}/dashboard")[2].decode()
+    config = re.search(r'<script id="authwatch-config" type="application/json">(.*?)</script>', page, re.S)
+    return json.loads(config.group(1))["token"]
+
+
+def action(server: DashboardServer, **extra: str) -> dict[str, str]:
+    """The headers the dashboard's own fetch sends for an action."""
+    return {"Content-Type": "application/json", "X-Authwatch-Token": page_token(server.url),
+            "Origin": server.url, "Sec-Fetch-Site": "same-origin", **extra}
 
 
 def test_json_routes_answer_what_the_service_functions_answer(server, demo):
@@ -103,11 +118,90 @@ def test_alert_actions_go_through_the_service_functions(server):
     _status, fabrikam = get_json(f"{server.url}/api/tenants/{FABRIKAM}")
     alert = fabrikam["openAlerts"][-1]
     status, body = get_json(f"{server.url}/api/tenants/{FABRIKAM}/alerts/{alert['id']}/ack", "POST",
-                            {"by": "oncall@msp.example"})
+                            {"by": "oncall@msp.example"}, action(server))
     assert status == 200 and body["acknowledgedBy"] == "oncall@msp.example"
     status, body = get_json(f"{server.url}/api/tenants/{FABRIKAM}/alerts/{alert['id']}/snooze", "POST",
-                            {"until": "yesterday"})
+                            {"until": "yesterday"}, action(server))
     assert status == 400 and "until" in body["error"]
+
+
+# --- cross-site requests and DNS rebinding (issue 22, item 2) -------------------------------------------------------
+
+def stored_baseline(demo, tenant_id: str) -> Any:
+    async def load() -> Any:
+        fleet = build_fleet(demo.env)
+        try:
+            return (await fleet.monitor.store.load(tenant_id)).baseline
+        finally:
+            await fleet.close()
+
+    return asyncio.run(load())
+
+
+ACCEPT = f"/api/tenants/{FABRIKAM}/baseline/accept"
+
+
+@pytest.mark.parametrize(("headers", "body"), [
+    ({"Content-Type": "text/plain", "Origin": "http://evil.example"}, b"{}"),  # fetch(…, {mode: "no-cors"})
+    ({"Content-Type": "application/x-www-form-urlencoded", "Origin": "null"}, b"a=b"),  # a form, sandboxed
+    ({"Content-Type": "text/plain", "Sec-Fetch-Site": "cross-site"}, b""),
+    ({"Origin": "http://127.0.0.1:1"}, b""),  # another local port (same site, other origin), no body
+    ({"Content-Type": "application/json"}, b"{}"),  # JSON but not the page's: no token
+    ({"Content-Type": "application/json", "X-Authwatch-Token": "guessed"}, b"{}"),
+], ids=["text-plain", "form", "sec-fetch-site", "other-port", "no-token", "wrong-token"])
+def test_a_cross_site_post_cannot_accept_a_weakened_baseline(server, demo, headers, body):
+    before = stored_baseline(demo, FABRIKAM)
+    assert before is not None
+    status, _headers, raw = get(server.url + ACCEPT, "POST", body, headers)
+    assert status in (403, 415), raw
+    assert json.loads(raw)["error"]
+    assert stored_baseline(demo, FABRIKAM) == before  # the drift stays visible
+
+
+@pytest.mark.parametrize("route", ["baseline/accept", "alerts/{alert}/ack", "alerts/{alert}/snooze"])
+def test_every_action_needs_the_token_same_origin_and_json(server, route):
+    _status, fabrikam = get_json(f"{server.url}/api/tenants/{FABRIKAM}")
+    url = f"{server.url}/api/tenants/{FABRIKAM}/" + route.format(alert=fabrikam["openAlerts"][0]["id"])
+    body = json.dumps({"until": "2099-01-01T00:00:00Z"}).encode()
+    good = action(server)
+    assert get(url, "POST", body, {**good, "X-Authwatch-Token": ""})[0] == 403
+    assert get(url, "POST", body, {**good, "Origin": "http://evil.example"})[0] == 403
+    assert get(url, "POST", body, {**good, "Origin": "http://localhost:" + str(server.port)})[0] == 403  # not this
+    assert get(url, "POST", body, {**good, "Sec-Fetch-Site": "same-site"})[0] == 403
+    assert get(url, "POST", body, {**good, "Content-Type": "text/plain"})[0] == 415
+
+
+def test_the_dashboard_page_carries_the_run_token_and_its_fetches_work(server, demo):
+    token = page_token(server.url)
+    assert len(token) >= 32 and page_token(server.url) == token  # one token per run
+    with DashboardServer(demo.env, port=0, clock=demo.clock) as other:
+        assert page_token(other.url) != token  # another run, another token
+        assert get(other.url + f"/api/tenants/{TAILSPIN}/baseline/accept", "POST", b"",
+                   {**action(server), "Origin": other.url})[0] == 403  # this run's token only
+    status, body = get_json(server.url + f"/api/tenants/{TAILSPIN}/baseline/accept", "POST", None,
+                            {"Content-Type": "application/json", "X-Authwatch-Token": token})  # a script: no Origin
+    assert status == 200 and body["accepted"] is True
+    local = server.url.replace("127.0.0.1", "localhost")  # the page opened as localhost works the same
+    status, _h, raw = get(local + f"/api/tenants/{TAILSPIN}/baseline/accept", "POST", b"{}",
+                          {"Content-Type": "application/json", "X-Authwatch-Token": token, "Origin": local,
+                           "Sec-Fetch-Site": "same-origin"})
+    assert status == 200, raw
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.nip.io:{port}", "127.0.0.1:1",
+                                  "localhost"])
+def test_dns_rebinding_reads_nothing(server, host):
+    """A name the attacker controls, re-pointed at 127.0.0.1, reaches the server with its own Host header."""
+    headers = {"Host": host.format(port=server.port)}
+    for path in ("/api/tenants", f"/api/tenants/{FABRIKAM}", "/dashboard", "/"):
+        status, _headers, raw = get(server.url + path, headers=headers)
+        assert status == 403 and b"Host" in raw and b"Fabrikam" not in raw, (path, status, raw[:200])
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "[::1]:{port}", "LOCALHOST:{port}"])
+def test_the_bound_address_is_served_by_every_name(server, host):
+    status, _headers, _raw = get(server.url + "/api/tenants", headers={"Host": host.format(port=server.port)})
+    assert status == 200
 
 
 def test_the_dashboard_page_is_served_self_contained(server):
@@ -213,6 +307,7 @@ def test_function_app_blueprint_serves_the_same_page_with_function_auth(monkeypa
     page = response.get_body().decode()
     assert response.status_code == 200 and response.mimetype == "text/html"
     assert '"apiBase": "https://authwatch.example/api/"' in page
+    assert '"token"' not in page  # deployed, the function key from the page's URL authenticates its calls
     assert "connect-src 'self' https://authwatch.example" in response.headers["Content-Security-Policy"]
 
 
@@ -250,6 +345,7 @@ def test_serve_demo_command_starts_everything_and_stops_cleanly():
         url = re.search(r"Dashboard: (\S+)", out).group(1)
         table_port = int(re.search(r"TableEndpoint=http://127\.0\.0\.1:(\d+)/", out).group(1))
         assert "admin@fabrikam.example" in out and "authwatch report --at 2026-11-23T09:00:00Z" in out
+        assert re.search(r"X-Authwatch-Token: [\w-]{32,}", out)  # for scripts that take an action
         assert get(url)[0] == 200
     finally:
         process.send_signal(signal.SIGTERM)  # what a service manager sends: cleaned up like Ctrl-C

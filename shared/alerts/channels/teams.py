@@ -3,6 +3,10 @@ message with one Adaptive Card attachment.
 
 Config: {"type": "teams", "urlSetting": "<APP SETTING holding the workflow URL>"}. The URL carries its signature
 (sig=…) in the query, so it is a secret: an app setting (a Key Vault reference), never inline.
+
+TextBlocks and facts render markdown, so every string that comes from an event or the registry goes through
+`teams_markdown` (shared/alerts/markup.py): a policy named `[Re-consent now](https://…)` shows as text, not a link.
+Only authwatch's own words carry markdown (the digest's bold severity).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import Any
 
 from shared.alerts.channels.base import SendContext, WebhookChannel, json_body, register_channel
 from shared.alerts.content import AlertGroup, Digest, EventView, age, view
+from shared.alerts.markup import teams_markdown as md
 
 MAX_EVENTS = 10  # a card holds ~28 KB; the dashboard has the rest
 MAX_DIGEST_ALERTS = 40
@@ -61,15 +66,16 @@ class TeamsWorkflow(WebhookChannel):
     def _alert_card(self, group: AlertGroup, shown: int, clip: int) -> dict[str, Any]:
         views = group.views()
         body: list[dict[str, Any]] = [
-            _text(group.title(), size="Large", weight="Bolder", style="heading"),
-            _facts([("Tenant", f"{group.tenant_name} ({group.tenant_id})"), ("Severity", group.severity.upper()),
-                    ("Detected", str(group.lead.get("at") or "")), ("Alert id", group.id)]),
+            _text(md(group.title()), size="Large", weight="Bolder", style="heading"),
+            _facts([("Tenant", md(f"{group.tenant_name} ({group.tenant_id})")),
+                    ("Severity", md(group.severity.upper())), ("Detected", md(group.lead.get("at") or "")),
+                    ("Alert id", md(group.id))]),
         ]
         for item in views[:shown]:
             body.append({"type": "Container", "separator": True, "spacing": "Medium", "items": [
-                _text(item.label, weight="Bolder", color=_colour(item)),
-                _text(_clip(item.summary, clip)),
-                _facts([(label, _clip(text, clip)) for label, text in item.facts()]),
+                _text(md(item.label), weight="Bolder", color=_colour(item)),
+                _text(_clip(md(item.summary), clip)),
+                _facts([(label, _clip(md(text), clip)) for label, text in item.facts()]),
             ]})
         if len(views) > shown:
             body.append(_text(f"…and {len(views) - shown} more in the dashboard.", isSubtle=True))
@@ -82,13 +88,13 @@ class TeamsWorkflow(WebhookChannel):
         for entry in digest.entries:
             if shown >= MAX_DIGEST_ALERTS:
                 break
-            items = [_text(entry.tenant_name, weight="Bolder")]
+            items = [_text(md(entry.tenant_name), weight="Bolder")]
             for alert in entry.alerts[:MAX_DIGEST_ALERTS - shown]:
                 item = view(alert, digest.now)
-                items.append(_text(f"**{item.severity.upper()}** {item.label}: {item.summary} "
+                items.append(_text(f"**{md(item.severity.upper())}** {md(item.label)}: {md(item.summary)} "
                                    f"({age(item.at, digest.now)})"))
                 if item.remediation:
-                    items.append(_text(f"Fix: {item.remediation}", isSubtle=True))
+                    items.append(_text(f"Fix: {md(item.remediation)}", isSubtle=True))
                 shown += 1
             if entry.dashboard:
                 items.append({"type": "ActionSet", "actions": [

@@ -9,7 +9,9 @@ to load. The page reads the key from its own URL and sends it as `x-functions-ke
 The page is configured by a JSON block rendered into it (`render_page`):
   apiBase    where the JSON routes are ("/api/" under Functions and `authwatch serve`; any base URL works);
   controls   the control catalogue (id, label, title, severity) for the matrix columns and the tenant view;
-  source     a short text naming where the data comes from (shown in the header).
+  source     a short text naming where the data comes from (shown in the header);
+  token      `authwatch serve` only: the run's token, sent back as X-Authwatch-Token with the page's own API calls
+             (shared/views/guard.py). Under Functions the function key from the page's URL plays that part.
 """
 
 from __future__ import annotations
@@ -52,12 +54,15 @@ def _hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
 
 
-def render_page(api_base: str = "/api/", *, source: str = "") -> tuple[str, dict[str, str]]:
+def render_page(api_base: str = "/api/", *, source: str = "", token: str | None = None) -> tuple[str, dict[str, str]]:
     """The dashboard page and the headers to serve it with (a Content-Security-Policy that allows exactly the
     inlined script and style, and API calls to `api_base`)."""
     if not api_base.endswith("/"):
         api_base += "/"
-    config = _script_json({"apiBase": api_base, "controls": catalogue(), "source": source})
+    settings: dict[str, Any] = {"apiBase": api_base, "controls": catalogue(), "source": source}
+    if token:
+        settings["token"] = token
+    config = _script_json(settings)
     style, script = asset("app.css"), asset("app.js")
     parts_by_marker = {"/*{{STYLE}}*/": style, "{{CONFIG}}": config, "/*{{SCRIPT}}*/": script}
     # One pass, so nothing inserted is ever taken for a marker.

@@ -6,6 +6,7 @@
   var config = JSON.parse(document.getElementById("authwatch-config").textContent);
   var apiBase = config.apiBase || "/api/";
   var key = new URLSearchParams(window.location.search).get("code");  // Azure Functions function key, if any
+  var token = config.token || null;  // `authwatch serve`: this run's token, required on actions (POST)
   var CONTROLS = config.controls || [];
   var CONTROL_BY_ID = {};
   CONTROLS.forEach(function (c) { CONTROL_BY_ID[c.id] = c; });
@@ -100,10 +101,19 @@
   // --- API ----------------------------------------------------------------------------------------------------------
   function ApiError(message, status, next) { this.message = message; this.status = status; this.next = next; }
 
-  function api(path) {
+  // api(path) reads; api(path, {method: "POST", body: {...}}) takes an action: the body goes as JSON, and the token
+  // (or the function key) in a header, which is what the server requires of a state-changing request.
+  function api(path, options) {
+    var opts = options || {};
     var headers = { "Accept": "application/json" };
     if (key) { headers["x-functions-key"] = key; }
-    return fetch(apiBase + path, { headers: headers, credentials: "same-origin" }).then(function (response) {
+    if (token) { headers["X-Authwatch-Token"] = token; }
+    var init = { method: opts.method || "GET", headers: headers, credentials: "same-origin" };
+    if (opts.body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(opts.body);
+    }
+    return fetch(apiBase + path, init).then(function (response) {
       return response.text().then(function (text) {
         var body = null;
         try { body = text ? JSON.parse(text) : null; } catch (e) { body = null; }
