@@ -49,6 +49,11 @@ param historyDays int = 90
 @maxValue(24)
 param signinOverlapHours int = 3
 
+@description('Seconds one tenant\'s collection may take (Retry-After, throttling and token waits included); what does not fit is recorded as that source\'s DeadlineExceeded. At most 540: host.json\'s functionTimeout is 10 minutes and evaluate/persist need the rest.')
+@minValue(5)
+@maxValue(540)
+param tenantDeadlineSeconds int = 420
+
 @description('NCRONTAB of the reminder digest of still-open alerts (default 08:00 UTC daily).')
 param digestSchedule string = '0 0 8 * * *'
 
@@ -201,6 +206,7 @@ var appSettings = {
   AUTHWATCH_INTERVAL_MINUTES: string(intervalMinutes)
   AUTHWATCH_HISTORY_DAYS: string(historyDays)
   AUTHWATCH_SIGNIN_OVERLAP_HOURS: string(signinOverlapHours)
+  AUTHWATCH_TENANT_DEADLINE_SECONDS: string(tenantDeadlineSeconds)
   AUTHWATCH_AUTHORITY_HOST: authorityHost
   AUTHWATCH_GRAPH_URL: graphUrl
   AUTHWATCH_EXCHANGE_URL: exchangeUrl

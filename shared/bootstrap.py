@@ -23,6 +23,7 @@ def build_monitor(settings: Settings) -> Monitor:
         endpoints=settings.endpoints,
         history_days=settings.history_days,
         signin_overlap=timedelta(hours=settings.signin_overlap_hours),
+        tenant_deadline_s=float(settings.tenant_deadline_seconds),
         pools=ConnectionPools.for_process(settings.endpoints),
     )
 

@@ -21,6 +21,7 @@ class Settings:
     history_days: int = 90
     interval_minutes: int = 15  # how often a tenant is due, unless its registry entry overrides it
     signin_overlap_hours: int = 3  # how far each sign-in read goes back before the last complete one (late logs)
+    tenant_deadline_seconds: int = 420  # one tenant's collection, inside host.json's 10-minute functionTimeout
     storage_table_url: str = ""
     storage_queue_url: str = ""
 
@@ -51,9 +52,17 @@ class Settings:
         if not raw_overlap.isdigit() or not 1 <= int(raw_overlap) <= 24:
             raise SettingsError(f"AUTHWATCH_SIGNIN_OVERLAP_HOURS must be a whole number of hours between 1 and 24, "
                                 f"got {raw_overlap!r}")
+        # At most 540 s: a minute of functionTimeout (10 minutes, host.json) is left to evaluate and persist, or the
+        # host kills the invocation and the message ends poisoned
+        # (https://learn.microsoft.com/en-us/azure/azure-functions/functions-host-json#functiontimeout).
+        raw_deadline = env.get("AUTHWATCH_TENANT_DEADLINE_SECONDS", "420")
+        if not raw_deadline.isdigit() or not 5 <= int(raw_deadline) <= 540:
+            raise SettingsError(f"AUTHWATCH_TENANT_DEADLINE_SECONDS must be a whole number of seconds between 5 and "
+                                f"540 (inside the 10-minute function timeout), got {raw_deadline!r}")
         return cls(storage_connection_string=storage, endpoints=endpoints_from_env(env), history_days=int(raw_days),
                    interval_minutes=int(raw_interval), signin_overlap_hours=int(raw_overlap),
-                   storage_table_url=table_url, storage_queue_url=queue_url)
+                   tenant_deadline_seconds=int(raw_deadline), storage_table_url=table_url,
+                   storage_queue_url=queue_url)
 
 
 def endpoints_from_env(env: Mapping[str, str] | None = None) -> MicrosoftEndpoints:

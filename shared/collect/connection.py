@@ -16,6 +16,7 @@ import httpx
 from azure.identity.aio import ClientSecretCredential
 
 from shared.collect.credentials import CredentialError, CredentialSpec, UnavailableCredential, build_credential
+from shared.collect.deadline import DeadlineRetryHandler
 from shared.collect.endpoints import MicrosoftEndpoints
 
 if TYPE_CHECKING:
@@ -77,12 +78,20 @@ class TenantAccess:
 
 
 def http_client(endpoints: MicrosoftEndpoints, limits: httpx.Limits | None = None) -> httpx.AsyncClient:
-    """One pooled HTTP client for Graph and Exchange, with msgraph's middleware (retry honouring Retry-After)."""
+    """One pooled HTTP client for Graph and Exchange, with msgraph's default middleware, whose retry (honouring
+    Retry-After) is the deadline-aware one: a wait past the collection's deadline is not slept (see deadline.py)."""
+    from kiota_http.kiota_client_factory import KiotaClientFactory
+    from kiota_http.middleware import RetryHandler
     from msgraph_core import GraphClientFactory
+    from msgraph_core.middleware import GraphTelemetryHandler
 
     client = httpx.AsyncClient(verify=endpoints.ssl_context(), timeout=endpoints.timeout_s,
                                limits=limits or httpx.Limits(max_connections=100, max_keepalive_connections=20))
-    return GraphClientFactory.create_with_default_middleware(client=client)
+    # What GraphClientFactory.create_with_default_middleware builds, with the retry handler swapped.
+    middleware = [DeadlineRetryHandler() if isinstance(handler, RetryHandler) else handler
+                  for handler in KiotaClientFactory.get_default_middleware(None)]
+    middleware.append(GraphTelemetryHandler())
+    return GraphClientFactory.create_with_custom_middleware(middleware, client=client)
 
 
 class _LoopPools:

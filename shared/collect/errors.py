@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import httpx
+
 from shared.model import SourceError
 
 _AADSTS = re.compile(r"AADSTS\d+")
@@ -37,8 +39,29 @@ TOKEN_HINTS = {
 }
 
 
+class DeadlineExceeded(Exception):
+    """A wait (a Retry-After, a throttling budget slot, a token request, an answer) would end, or did not end, before
+    the tenant's collection deadline: the source it was for is recorded as not read, code "DeadlineExceeded".
+    `status` is Microsoft's answer that asked for the wait (429, 503), when there was one."""
+
+    code = "DeadlineExceeded"
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TokenTimeout(Exception):
+    """Entra's token endpoint did not answer within the client timeout (azure-identity's own transport would wait
+    minutes): every source that needed the token is recorded with code "TokenTimeout"."""
+
+    code = "TokenTimeout"
+
+
 def token_error(error: Exception) -> SourceError:
     """azure-identity failed to get a token: keep the AADSTS code, which says what is wrong (secret, consent…)."""
+    if isinstance(error, (DeadlineExceeded, TokenTimeout)):
+        return SourceError(status=None, code=error.code, message=_trim(str(error)))
     message = str(getattr(error, "message", None) or error)
     found = _AADSTS.search(message)
     status = getattr(getattr(error, "response", None), "status_code", None)
@@ -75,13 +98,39 @@ def http_error(status: int | None, code: str, message: str) -> SourceError:
 
 
 class IncompleteRead(Exception):
-    """Paging ended before the answer did: the page cap was reached with a nextLink still to follow, or a nextLink
-    came back that was already followed (a loop). The source is recorded as not collected, never as complete."""
+    """Paging ended before the answer did: the page cap was reached with a nextLink still to follow, a nextLink came
+    back that was already followed (a loop) or that points off the endpoint's own origin, a page was no collection
+    answer, or the tenant's deadline came first. The source is recorded as not collected, never as complete."""
 
     def __init__(self, source: str, code: str, reason: str, items: list | None = None) -> None:
         super().__init__(f"{source}: {reason}; the rest was not read")
-        self.code = code  # PageLimitReached or NextLinkLoop
+        # PageLimitReached, NextLinkLoop, ForeignNextLink, MalformedAnswer or DeadlineExceeded
+        self.code = code
         self.items = items or []  # what was read before paging stopped (newest first for the audit logs)
+
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def origin(url: str) -> str:
+    """scheme://host:port of a URL (never its path or query, which may carry a skiptoken), for messages."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "an unreadable URL"
+    return f"{parsed.scheme}://{parsed.host}:{parsed.port or _DEFAULT_PORTS.get(parsed.scheme, '?')}"
+
+
+def same_origin(link: str, base: str) -> bool:
+    """Whether a nextLink stays on the endpoint `base`: https, the same host and port, no user info. Paging follows
+    only such links, so the bearer token (sent with every page) never goes anywhere else: not to plain http, not to
+    another host an answer happens to name."""
+    try:
+        url, own = httpx.URL(link), httpx.URL(base)
+    except (httpx.InvalidURL, TypeError):
+        return False
+    return (url.scheme == own.scheme == "https" and not url.userinfo and url.host.lower() == own.host.lower()
+            and (url.port or 443) == (own.port or 443))
 
 
 def graph_http_error(status: int | None, code: str, message: str) -> SourceError:
@@ -95,4 +144,6 @@ def graph_http_error(status: int | None, code: str, message: str) -> SourceError
 def transport_error(error: Exception) -> SourceError:
     if isinstance(error, IncompleteRead):
         return SourceError(status=None, code=error.code, message=_trim(str(error)))
+    if isinstance(error, DeadlineExceeded):
+        return SourceError(status=error.status, code=error.code, message=_trim(str(error)))
     return SourceError(status=None, code=type(error).__name__, message=_trim(str(error) or type(error).__name__))

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from kiota_http.middleware import REQUEST_OPTIONS_KEY
 
-from shared.collect.errors import IncompleteRead, http_error, transport_error
+from shared.collect.errors import IncompleteRead, http_error, origin, same_origin, transport_error
 from shared.model import SourceError
 
 MAX_PAGES = 1000
@@ -117,6 +117,10 @@ async def read_source(http: httpx.AsyncClient, base_url: str, tenant_id: str, to
             if next_link in followed:
                 raise IncompleteRead(f"exchange.{source.name}", "NextLinkLoop",
                                      "Exchange returned a nextLink already followed (a paging loop)")
+            if not same_origin(next_link, base_url):
+                raise IncompleteRead(f"exchange.{source.name}", "ForeignNextLink",
+                                     f"Exchange returned a nextLink to {origin(next_link)}, not to its own endpoint "
+                                     f"{origin(base_url)}: not followed, the token was not sent there")
             followed.add(next_link)
             url, params = next_link, None  # the nextLink already carries the query
     except Exception as error:  # noqa: BLE001 - errors are values at the edge

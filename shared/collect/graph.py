@@ -15,7 +15,8 @@ from kiota_abstractions.api_error import APIError
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 
-from shared.collect.errors import IncompleteRead, graph_http_error, transport_error
+from shared.collect.batch import batch_items
+from shared.collect.errors import DeadlineExceeded, IncompleteRead, graph_http_error, transport_error
 from shared.controls.signins import is_legacy_signin
 from shared.model import SourceError, format_time, parse_time_or_none
 
@@ -123,15 +124,26 @@ def _shape(source: GraphSource, items: list[Any]) -> Any:
     return items
 
 
+def _page_items(body: Any, source: str) -> list[Any]:
+    """The `value` of one page of a collection answer; anything else is no collection answer at all."""
+    value = body.get("value", []) if isinstance(body, dict) else None
+    if not isinstance(value, list):
+        raise IncompleteRead(source, "MalformedAnswer", "Graph answered a page that is not a collection (no JSON "
+                                                         "object with a 'value' list)")
+    return value
+
+
 async def _pages(adapter: Any, body: Any, before_request: Callable[[], Awaitable[None]] | None,
                  source: str = "graph", max_pages: int | None = None) -> list[Any]:
     """The items of a collection answer, following @odata.nextLink through the SDK adapter. Ends with
-    IncompleteRead, never silently, when the cap is reached with more to read or a nextLink repeats."""
-    items = list((body or {}).get("value") or [])
+    IncompleteRead, never silently, when the cap is reached with more to read, a nextLink repeats, a page is no
+    collection, or the deadline comes first (what was read so far goes with it). The token goes only to Graph's own
+    host: the SDK's authentication provider is built with allowed_hosts (snapshot.graph_client)."""
+    items = list(_page_items(body, source))
     cap = MAX_PAGES if max_pages is None else max_pages
     followed: set[str] = set()
     while True:  # bounded: each turn follows a new link, and at most MAX_PAGES of them
-        next_link = (body or {}).get("@odata.nextLink")
+        next_link = body.get("@odata.nextLink")
         if not next_link:
             return items
         if len(followed) >= cap:
@@ -142,10 +154,13 @@ async def _pages(adapter: Any, body: Any, before_request: Callable[[], Awaitable
         page = RequestInformation(Method.GET)
         page.url = next_link
         page.headers.try_add("Accept", "application/json")
-        if before_request:
-            await before_request()
-        body = await _get_json(adapter, page)
-        items.extend((body or {}).get("value") or [])
+        try:
+            if before_request:
+                await before_request()
+            body = await _get_json(adapter, page)
+        except DeadlineExceeded as late:
+            raise IncompleteRead(source, late.code, str(late), items) from late
+        items.extend(_page_items(body, source))
 
 
 async def read_batch(client: Any, http: Any, graph_url: str, token: str,
@@ -157,22 +172,27 @@ async def read_batch(client: Any, http: Any, graph_url: str, token: str,
     (429, 5xx) is fetched again on its own through the SDK, whose retry policy honours Retry-After."""
     requests = [{"id": str(index), "method": "GET", "url": source.batch_url}
                 for index, source in enumerate(BATCHED)]
-    if before_request:
-        await before_request()
     answers: dict[str, tuple[Any, SourceError | None]] = {}
     retry: list[GraphSource] = []
     try:
+        if before_request:
+            await before_request()
         response = await http.post(f"{graph_url.rstrip('/')}/$batch", json={"requests": requests},
                                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
         if response.status_code != 200:
             raise RuntimeError(f"$batch answered {response.status_code}")
-        items = {str(item.get("id")): item for item in response.json().get("responses", [])}
+        items = batch_items(response.json(), [request["id"] for request in requests])
+    except DeadlineExceeded as late:  # no time left to read them one by one either
+        return {source.name: (None, transport_error(late)) for source in BATCHED}
     except Exception:  # noqa: BLE001 - the batch as a whole failed: every source on its own, the SDK way
         return {source.name: await read_source(client, source, datetime.min, before_request)
                 for source in BATCHED}
     for index, source in enumerate(BATCHED):
-        item = items.get(str(index)) or {"status": 0}
-        status, body = int(item.get("status") or 0), item.get("body")
+        item = items[str(index)]
+        if isinstance(item, SourceError):
+            answers[source.name] = (None, item)
+            continue
+        status, body = item if item is not None else (0, None)
         if status == 200:
             try:
                 value = (_shape(source, await _pages(client.request_adapter, body, before_request,
@@ -184,9 +204,10 @@ async def read_batch(client: Any, http: Any, graph_url: str, token: str,
         elif status == 429 or status >= 500 or status == 0:
             retry.append(source)
         else:
-            error = (body or {}).get("error") if isinstance(body, dict) else None
-            answers[source.name] = (None, graph_http_error(status, (error or {}).get("code", ""),
-                                                           (error or {}).get("message", "")))
+            error = body.get("error") if isinstance(body, dict) else None
+            error = error if isinstance(error, dict) else {}
+            answers[source.name] = (None, graph_http_error(status, str(error.get("code") or ""),
+                                                           str(error.get("message") or "")))
     for source in retry:
         answers[source.name] = await read_source(client, source, datetime.min, before_request)
     return answers
@@ -214,7 +235,8 @@ class _Stretch:
 
     items: list[Any]
     error: SourceError | None = None  # a failure that read nothing usable
-    unread: tuple[datetime, datetime] | None = None  # the older part the page budget did not reach
+    unread: tuple[datetime, datetime] | None = None  # the older part the page budget (or the deadline) did not reach
+    late: str | None = None  # why the deadline cut the read short, when it did
 
 
 async def _read_stretch(client: Any, since: datetime, until: datetime | None, pages: int,
@@ -236,10 +258,11 @@ async def _read_stretch(client: Any, since: datetime, until: datetime | None, pa
     except IncompleteRead as cut:
         oldest = min((t for t in (parse_time_or_none(item.get("createdDateTime")) for item in cut.items
                                   if isinstance(item, dict)) if t is not None), default=None)
-        if cut.code != "PageLimitReached" or oldest is None:
+        if cut.code not in ("PageLimitReached", "DeadlineExceeded") or oldest is None:
             return _Stretch([], _source_error(cut)), used
         # Newest first: everything from `oldest` on was read (ties at `oldest` are read again and merged by id).
-        return _Stretch(_shape(source, cut.items), unread=(since, oldest)), used
+        late = str(cut.__cause__ or cut) if cut.code == "DeadlineExceeded" else None
+        return _Stretch(_shape(source, cut.items), unread=(since, oldest), late=late), used
     except Exception as error:  # noqa: BLE001 - errors are values at the edge
         return _Stretch([], _source_error(error)), used
 
@@ -260,17 +283,25 @@ async def read_signins(client: Any, since: datetime, backlog: tuple[datetime, da
     left -= used
     unread = [fresh.unread] if fresh.unread else []
     items = list(fresh.items)
+    late = fresh.late
     if backlog and left > 0 and not fresh.unread:
         older, _ = await _read_stretch(client, backlog[0], backlog[1], left, before_request)
         items.extend(older.items)
         if older.unread or older.error:  # cut short again, or failed: what is left of the backlog stays owed
             unread.append(older.unread or backlog)
+        late = late or older.late or (older.error.message if older.error and older.error.code == "DeadlineExceeded"
+                                      else None)
     elif backlog:
         unread.append(backlog)
     merged = list({str(item.get("id") or id(item)): item for item in items if isinstance(item, dict)}.values())
     if not unread:
         return merged, None
     start, end = min(s[0] for s in unread), max(s[1] for s in unread)
+    if late:  # the deadline, not the page budget, stopped the read: say so (the stretch is owed all the same)
+        return merged, SourceError(
+            status=None, code="DeadlineExceeded",
+            message=f"sign-ins from {format_time(start)} to {format_time(end)} are not read yet: {late}; the next "
+                    "cycles read them", unread_from=format_time(start), unread_until=format_time(end))
     return merged, SourceError(
         status=None, code="PageLimitReached",
         message=f"sign-ins from {format_time(start)} to {format_time(end)} are not read yet: a cycle reads at most "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,9 +13,16 @@ import httpx
 from shared.collect import exchange, graph
 from shared.collect.budget import RequestBudget
 from shared.collect.connection import EXCHANGE_SCOPE, GRAPH_SCOPE, ConnectionPools, TenantAccess
+from shared.collect.deadline import DEFAULT_TENANT_DEADLINE_S, BoundedCredential, Deadline, applied
 from shared.collect.endpoints import MicrosoftEndpoints
-from shared.collect.errors import token_error
+from shared.collect.errors import token_error, transport_error
 from shared.model import SourceError, TenantSnapshot, parse_time_or_none
+
+log = logging.getLogger("authwatch")
+
+# How long cancelled reads get to unwind after the deadline (closing a response, a connection): cancellation is
+# immediate in practice; this only keeps a misbehaving library from holding the collection.
+CANCEL_GRACE_S = 2.0
 
 # First look at a tenant: two enforcement windows' worth of sign-ins, so a gap after a recent block shows.
 DEFAULT_LOOKBACK = timedelta(hours=48)
@@ -36,6 +44,8 @@ def graph_client(credential: Any, endpoints: MicrosoftEndpoints, http: httpx.Asy
 
 
 async def fetch_token(credential: Any, scope: str) -> tuple[str | None, SourceError | None]:
+    """The token for `scope`; `credential` is a BoundedCredential in a collection, so this ends within the client
+    timeout (TokenTimeout) and the deadline (DeadlineExceeded)."""
     try:
         return (await credential.get_token(scope)).token, None
     except Exception as error:  # noqa: BLE001 - a tenant that refuses us is a result, not a crash
@@ -76,7 +86,8 @@ def _audits_needed(graph_data: dict[str, Any], hints: CollectionHints | None, si
 async def _collect_graph(credential: Any, access: TenantAccess, endpoints: MicrosoftEndpoints,
                          http: httpx.AsyncClient, since: datetime, budget: RequestBudget | None,
                          hints: CollectionHints | None, graph_data: dict[str, Any],
-                         errors: dict[str, SourceError], backlog: tuple[datetime, datetime] | None = None) -> None:
+                         errors: dict[str, SourceError], backlog: tuple[datetime, datetime] | None = None,
+                         deadline: Deadline | None = None) -> None:
     # Ask for the token once up front: if the tenant refuses us, every Graph source fails the same way.
     token, failure = await fetch_token(credential, GRAPH_SCOPE)
     if failure or token is None:
@@ -84,8 +95,9 @@ async def _collect_graph(credential: Any, access: TenantAccess, endpoints: Micro
         return
     client = graph_client(credential, endpoints, http)
     tenant = access.tenant_id
-    ca_slot = (lambda: budget.conditional_access(tenant)) if budget else None
-    reports_slot = (lambda: budget.reports(tenant, access.client_id)) if budget else None
+    # A budget wait that would end past the deadline is not waited: the request is not sent (DeadlineExceeded).
+    ca_slot = (lambda: budget.conditional_access(tenant, deadline)) if budget else None
+    reports_slot = (lambda: budget.reports(tenant, access.client_id, deadline)) if budget else None
 
     def keep(name: str, value: Any, error: SourceError | None) -> None:
         if error:
@@ -116,37 +128,58 @@ async def _collect_exchange(credential: Any, access: TenantAccess, endpoints: Mi
     if failure or token is None:
         errors.update({f"exchange.{source.name}": failure for source in exchange.EXCHANGE_SOURCES if failure})
         return
-    answers = await asyncio.gather(*(
-        exchange.read_source(http, endpoints.exchange, access.tenant_id, token, source)
-        for source in exchange.EXCHANGE_SOURCES
-    ))
-    for source, (value, error) in zip(exchange.EXCHANGE_SOURCES, answers):
+
+    async def read(source: exchange.ExchangeSource) -> None:
+        # Kept as each answer arrives: a cmdlet still outstanding at the deadline costs only its own source.
+        value, error = await exchange.read_source(http, endpoints.exchange, access.tenant_id, token, source)
         if error:
             errors[f"exchange.{source.name}"] = error
         else:
             exchange_data[source.name] = value
+
+    await asyncio.gather(*(read(source) for source in exchange.EXCHANGE_SOURCES))
 
 
 async def collect_tenant(access: TenantAccess, endpoints: MicrosoftEndpoints, *, now: datetime,
                          since: datetime | None = None, http: httpx.AsyncClient | None = None,
                          budget: RequestBudget | None = None, hints: CollectionHints | None = None,
                          pools: ConnectionPools | None = None,
-                         backlog: tuple[datetime, datetime] | None = None) -> TenantSnapshot:
+                         backlog: tuple[datetime, datetime] | None = None,
+                         deadline: Deadline | None = None) -> TenantSnapshot:
     """One live snapshot of a tenant. `pools` (or just `http`) lets a fleet share its connection pools; `now`
     stamps the snapshot; sign-ins and audits are read from `since` (the watermark; default: the last
-    DEFAULT_LOOKBACK); `backlog` is a stretch of sign-ins an earlier cycle did not reach (read after the new ones)."""
+    DEFAULT_LOOKBACK); `backlog` is a stretch of sign-ins an earlier cycle did not reach (read after the new ones).
+
+    Returns by `deadline` (default: DEFAULT_TENANT_DEADLINE_S from now) whatever Microsoft does: no Retry-After,
+    budget or token wait is started that would end past it, and what is still outstanding when it passes is given
+    up. A source not read in time is its DeadlineExceeded error; the others keep what they read."""
     since = since or now - DEFAULT_LOOKBACK
+    deadline = deadline or Deadline.after(DEFAULT_TENANT_DEADLINE_S)
     own_http = http is None and pools is None
     http = http or (pools.http(access.tenant_id) if pools else _new_http(endpoints))
-    credential = access.credential(endpoints, transport=pools.token_transport() if pools else None)
+    credential = BoundedCredential(access.credential(endpoints, transport=pools.token_transport() if pools else None),
+                                   endpoints.timeout_s, deadline)
     graph_data: dict[str, Any] = {}
     exchange_data: dict[str, Any] = {}
     errors: dict[str, SourceError] = {}
     try:
-        await asyncio.gather(
-            _collect_graph(credential, access, endpoints, http, since, budget, hints, graph_data, errors, backlog),
-            _collect_exchange(credential, access, endpoints, http, exchange_data, errors),
-        )
+        with applied(deadline):  # the tasks below copy the context: their retries see this deadline
+            sides = {
+                "graph": asyncio.ensure_future(_collect_graph(credential, access, endpoints, http, since, budget, hints,
+                                                              graph_data, errors, backlog, deadline)),
+                "exchange": asyncio.ensure_future(_collect_exchange(credential, access, endpoints, http,
+                                                                    exchange_data, errors)),
+            }
+        try:
+            await asyncio.wait(sides.values(), timeout=deadline.remaining())
+        finally:
+            late = [task for task in sides.values() if not task.done()]
+            for task in late:
+                task.cancel()
+            if late:  # let them unwind (close their responses); cancelling is quick, but never wait unbounded
+                await asyncio.wait(late, timeout=CANCEL_GRACE_S)
+        for side, task in sides.items():
+            _settle(side, task, graph_data if side == "graph" else exchange_data, errors, deadline)
     finally:
         await credential.close()
         if own_http:
@@ -159,6 +192,27 @@ async def collect_tenant(access: TenantAccess, endpoints: MicrosoftEndpoints, *,
         exchange=exchange_data,
         errors=dict(sorted(errors.items())),
     )
+
+
+def _settle(side: str, task: asyncio.Future[None], data: dict[str, Any], errors: dict[str, SourceError],
+            deadline: Deadline) -> None:
+    """Every source of a side that was neither read nor failed gets an error: the side ran out of time, or raised
+    (a bug, an answer no code path expected) — recorded, never lost with the other side's data, never a PASS."""
+    if task.done() and not task.cancelled() and task.exception() is None:
+        return
+    if task.done() and not task.cancelled():
+        failure = transport_error(task.exception())  # type: ignore[arg-type]
+        log.error("collection side failed", extra={"side": side, "error": failure.code},
+                  exc_info=task.exception())
+    else:
+        failure = SourceError(status=None, code="DeadlineExceeded",
+                              message=f"not read by the collection deadline ({deadline.seconds:g} s): Microsoft's "
+                                      "answer (or a wait for it) was still outstanding, so it was given up")
+    names = [s.name for s in graph.GRAPH_SOURCES] if side == "graph" else [s.name for s in exchange.EXCHANGE_SOURCES]
+    for name in names:
+        key = f"{side}.{name}"
+        if key not in errors and name not in data:
+            errors[key] = failure
 
 
 def _new_http(endpoints: MicrosoftEndpoints) -> httpx.AsyncClient:

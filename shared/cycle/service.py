@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from shared.collect import MicrosoftEndpoints, TenantAccess, collect_tenant
 from shared.collect.budget import RequestBudget
 from shared.collect.connection import ConnectionPools
+from shared.collect.deadline import DEFAULT_TENANT_DEADLINE_S, Deadline
 from shared.collect.snapshot import CollectionHints
 from shared.model import ControlResult, TenantSnapshot, format_time, parse_time_or_none
 from shared.state.compare import DEFAULT_SIGNIN_OVERLAP, Comparison, compare, unread_signins, watermark
@@ -42,6 +43,8 @@ class Monitor:
     endpoints: MicrosoftEndpoints
     history_days: int = 90
     signin_overlap: timedelta = DEFAULT_SIGNIN_OVERLAP  # see shared.state.compare.watermark
+    # One deadline per tenant collection, inside functionTimeout (see shared.collect.deadline).
+    tenant_deadline_s: float = DEFAULT_TENANT_DEADLINE_S
     # Shared by every collection in this process so a concurrent fleet stays under Microsoft's limits.
     budget: RequestBudget | None = field(default_factory=RequestBudget)
     # Likewise the connection pools to Microsoft (made on first use, per event loop). Given ones (the process's, see
@@ -162,7 +165,8 @@ async def evaluate_tenant(access: TenantAccess, monitor: Monitor, *, now: dateti
                                                 since=watermark(record.state, monitor.signin_overlap),
                                                 backlog=unread_signins(record.state),
                                                 budget=monitor.budget, hints=hints_from(record.state),
-                                                pools=monitor.pools)
+                                                pools=monitor.pools,
+                                                deadline=Deadline.after(monitor.tenant_deadline_s))
         stage = "persist"
         comparison = await _commit(monitor, access.tenant_id, outcome.snapshot, now, record, outbox_owed=owed)
         outcome.results, outcome.events = comparison.results, comparison.events

@@ -25,6 +25,7 @@ from typing import Any
 from shared.collect import exchange, graph
 from shared.collect.connection import EXCHANGE_SCOPE, GRAPH_SCOPE, http_client
 from shared.collect.credentials import CredentialError, CredentialSpec, build_credential, exchange_audience
+from shared.collect.deadline import DEFAULT_TENANT_DEADLINE_S, BoundedCredential, Deadline
 from shared.collect.endpoints import MicrosoftEndpoints
 from shared.collect.errors import is_permission_refusal
 from shared.collect.snapshot import fetch_token, graph_client
@@ -203,7 +204,10 @@ def assertion_from_file(path: str) -> Callable[[], str]:
 async def _probe(tenant_id: str, spec: CredentialSpec, endpoints: MicrosoftEndpoints, env: Mapping[str, str],
                  now: datetime, assertion_provider: Callable[[], str] | None) -> list[Probe]:
     try:
-        credential = build_credential(tenant_id, spec, endpoints, env, assertion_provider=assertion_provider)
+        # Bounded like a collection's: a token endpoint that hangs is a TokenTimeout, not a check that never ends.
+        credential = BoundedCredential(build_credential(tenant_id, spec, endpoints, env,
+                                                        assertion_provider=assertion_provider),
+                                       endpoints.timeout_s, Deadline.after(DEFAULT_TENANT_DEADLINE_S))
     except CredentialError as error:
         return [Probe("credential", SourceError(None, "CredentialError", str(error)))]
     http = http_client(endpoints)
