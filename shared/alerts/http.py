@@ -27,7 +27,8 @@ _TRANSIENT_STATUSES = {408, 425, 429}
 @dataclass(frozen=True)
 class RetryPolicy:
     """Inside one attempt: `retries` more tries after the first, waiting backoff_s, 2×, 4×… (capped at max_delay_s);
-    a Retry-After longer than max_delay_s ends the attempt early (the queue's own retry waits instead)."""
+    a Retry-After longer than max_delay_s ends the attempt early (the queue's own retry waits instead).
+    `timeout_s` bounds one whole request (connect, send, the complete answer), not each read."""
 
     retries: int = 3
     backoff_s: float = 0.5
@@ -105,7 +106,21 @@ def _ssl_context() -> ssl.SSLContext:
 
 async def post_pinned(url: httpx.URL, body: bytes, headers: Mapping[str, str], *, allow_loopback: bool,
                       timeout_s: float, ssl_context: ssl.SSLContext | None = None) -> None:
-    """POST `body` to `url` once, connected to an address checked by `resolve_target` (see safety.py)."""
+    """POST `body` to `url` once, connected to an address checked by `resolve_target` (see safety.py).
+
+    `timeout_s` is the deadline of the WHOLE request — resolving, connecting, sending and reading the complete answer
+    — not only of each read: a receiver that drips its answer a byte at a time is cut off at the deadline."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            status, answer_headers = await _post_once(url, body, headers, allow_loopback=allow_loopback,
+                                                      timeout_s=timeout_s, ssl_context=ssl_context)
+    except TimeoutError:
+        raise DeliveryError(f"timed out (no complete answer within {timeout_s:g} s)") from None
+    check_response(status, answer_headers)
+
+
+async def _post_once(url: httpx.URL, body: bytes, headers: Mapping[str, str], *, allow_loopback: bool,
+                     timeout_s: float, ssl_context: ssl.SSLContext | None) -> tuple[int, httpx.Headers]:
     try:
         addresses = await resolve_target(url, allow_loopback=allow_loopback)
     except UnsafeTarget as error:
@@ -134,4 +149,4 @@ async def post_pinned(url: httpx.URL, body: bytes, headers: Mapping[str, str], *
         raise DeliveryError(f"timed out ({type(error).__name__})") from None
     except httpx.TransportError as error:  # connect errors, resets, protocol errors
         raise DeliveryError(f"connection failed ({type(error).__name__})") from None
-    check_response(response.status_code, response.headers)
+    return response.status_code, response.headers

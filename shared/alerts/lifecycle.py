@@ -1,8 +1,11 @@
 """Which alerts are open: an alert opens on a failing transition and resolves on its matching recovery.
 
-Pure: it reads a tenant's event history. Opening events: control.failed, drift.weakened, basic_auth.reenabled,
-enforcement.gap, tenant.unreachable. Each is resolved by the later event that undoes it (control.recovered for the
-same control, drift.strengthened for the same configuration item, tenant.recovered).
+Pure. Opening events: control.failed, drift.weakened, basic_auth.reenabled, enforcement.gap, tenant.unreachable.
+Each is resolved by the later event that undoes it (control.recovered for the same control, drift.strengthened for
+the same configuration item, tenant.recovered): `alert_key` says which alerts an event opens or resolves.
+
+The open alerts the API and the digest show are kept as their own state (open_store.py), fed event by event with
+these rules; `open_alerts` replays a list of events and is the reference those rules are tested against.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ OPENING = (ev.CONTROL_FAILED, ev.DRIFT_WEAKENED, ev.BASIC_AUTH_REENABLED, ev.ENF
 RESOLVING = (ev.CONTROL_RECOVERED, ev.DRIFT_STRENGTHENED, ev.TENANT_RECOVERED)
 
 
-def _key(event: dict[str, Any]) -> tuple[str, ...] | None:
+def alert_key(event: dict[str, Any]) -> tuple[str, ...] | None:
+    """What an opening or resolving event is about (same key: the resolution closes the alert); None otherwise."""
     kind = event.get("type")
     if kind in (ev.CONTROL_FAILED, ev.CONTROL_RECOVERED, ev.ENFORCEMENT_GAP):
         return ("control", str(event.get("control")))
@@ -32,7 +36,7 @@ def open_alerts(history: list[dict[str, Any]], *, now: datetime) -> list[dict[st
     """Open alerts, newest first, each marked acknowledged / snoozed (a snooze that has passed no longer counts)."""
     open_by_key: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for event in sorted(history, key=lambda e: e.get("at") or ""):  # oldest first: replay the lifecycle
-        key = _key(event)
+        key = alert_key(event)
         if key is None:
             continue
         if event.get("type") in OPENING:

@@ -11,6 +11,8 @@ At least once, and once per (event, channel):
   AUTHWATCH_ALERT_OUTAGE_HOURS (24) after the event. Past that, or on a permanent failure (a 4xx, a refused target),
   the rows are recorded as failed with an ERROR log; the daily digest lists them. A message that still ends up in
   `alerts-poison` (the worker crashed) is recorded the same way.
+- channels are independent: sent concurrently, each settling its own rows, with a deadline on every try
+  (channels/base.py, http.py), so a slow receiver fails only its own channel and the retry skips the others.
 
 One message per cycle: the events one cycle committed for a tenant share their `at` and were written in one
 transaction, so whichever of their queue messages arrives first reads them all and claims, in one transaction, every
@@ -27,22 +29,21 @@ import logging
 import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.alerts.channels import Channel, SendContext
 from shared.alerts.config import AlertSettings
-from shared.alerts.content import AlertGroup, Digest, DigestEntry, event_order, severity_rank, stable_id
+from shared.alerts.content import AlertGroup, event_order
+from shared.alerts.digest import DigestReport, send_digest
 from shared.alerts.errors import AlertDeliveryFailed, InvalidAlert
 from shared.alerts.http import DeliveryError
-from shared.alerts.lifecycle import open_alerts
+from shared.alerts.lifecycle import OPENING, RESOLVING
 from shared.alerts.routing import Routing, TenantInfo
 from shared.alerts.store import (
     DELIVERED,
-    DIGEST_PARTITION,
     FAILED,
     LEASE,
     MAX_GROUP,
@@ -101,13 +102,6 @@ class DeliveryReport:
     retrying: list[str] = field(default_factory=list)  # failed this attempt; the queue retries
     parked: list[str] = field(default_factory=list)  # the queue's retries are spent: re-queued with a delay
     parked_for: timedelta | None = None
-
-
-@dataclass
-class DigestReport:
-    sent: dict[str, int] = field(default_factory=dict)  # channel → alerts listed
-    skipped: list[str] = field(default_factory=list)  # this hour's digest already went (or is going)
-    failed: list[str] = field(default_factory=list)
 
 
 class AlertService:
@@ -175,7 +169,8 @@ class AlertService:
                                   tags=tuple(config.tags), routing=config.routing, enabled=config.enabled)
         return TenantInfo(tenant_id=tenant_id, name=tenant_id)
 
-    async def _digest_tenants(self) -> list[TenantInfo]:
+    async def digest_tenants(self) -> list[TenantInfo]:
+        """The tenants the digest reminds of: the enabled registered ones (or, without a registry, every stored one)."""
         if self.registry is not None:
             registered = await self.registry.list(enabled_only=True)
             if registered:
@@ -194,6 +189,7 @@ class AlertService:
         report = DeliveryReport(event_id=event["id"])
         fields = {"tenant_id": event["tenantId"], "event_id": event["id"], "type": event.get("type"),
                   "control": event.get("control"), "severity": event.get("severity")}
+        await self._track(event, fields, now=now)
         if not self.settings.configured:
             log.warning("alert", extra={**fields, "summary": event.get("summary"),
                                         "outcome": "logged only: no alert channels configured"})
@@ -207,10 +203,23 @@ class AlertService:
         holder = message_id or f"event:{event['id']}"
         final = (dequeue_count or 1) >= self.settings.max_dequeue
         cycle = await self._cycle(event)
-        reasons = []
-        for name in report.routed:
-            outcome, detail = await self._deliver_to(name, event, cycle, tenant, routing, holder=holder,
-                                                     final=final, now=now, dequeue_count=dequeue_count)
+        reasons: list[str] = []
+        # Channels are independent: each is sent concurrently and settles its own rows, so a slow or broken receiver
+        # delays (and fails) only itself; the queue's retry then finds the others done and sends them nothing.
+        outcomes = await asyncio.gather(*(
+            self._deliver_to(name, event, cycle, tenant, routing, holder=holder, final=final, now=now,
+                             dequeue_count=dequeue_count) for name in report.routed), return_exceptions=True)
+        crashed: list[Exception] = []
+        for name, result in zip(report.routed, outcomes):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result  # cancelled: the host is stopping
+                log.error("alert delivery raised; the queue will retry this channel",
+                          extra={**fields, "channel": name, "error": type(result).__name__}, exc_info=result)
+                report.retrying.append(name)
+                crashed.append(result)
+                continue
+            outcome, detail = result
             if outcome == "sent":
                 report.sent[name] = detail
             elif outcome == "failed":
@@ -222,6 +231,8 @@ class AlertService:
                 report.parked.append(name)
             else:
                 report.skipped.append(name)
+        if crashed:
+            raise crashed[0]  # the original error, for the host's log; its rows stay this message's for the retry
         if report.retrying:
             raise AlertDeliveryFailed(f"event {event['id']}: delivery failed this attempt, the queue will retry "
                                       f"({'; '.join(reasons)})")
@@ -231,6 +242,17 @@ class AlertService:
             await self.parking.create()  # exists wherever the queue trigger runs; a no-op then (and rare)
             await self.parking.send(event, delay=report.parked_for)
         return report
+
+    async def _track(self, event: dict[str, Any], fields: dict[str, Any], *, now: datetime) -> None:
+        """The open-alert rows follow the alert as it arrives (an opening writes one, a resolution removes them).
+        Best effort: a failure here never holds the alert back, and the next read catches up from history."""
+        if event.get("type") not in OPENING + RESOLVING:
+            return
+        try:
+            await self.tables.open.apply(event["tenantId"], [event], now=now)
+        except Exception as error:  # noqa: BLE001 - storage trouble must not stop the delivery
+            log.warning("open-alert rows not updated; the next read catches up from history",
+                        extra={**fields, "error": type(error).__name__})
 
     def _may_park(self, event: dict[str, Any], now: datetime) -> bool:
         """Whether a transient failure on the last queue attempt parks the message rather than failing it."""
@@ -353,64 +375,8 @@ class AlertService:
 
     # --- reminders -----------------------------------------------------------------------------------------------
     async def digest(self, *, now: datetime) -> DigestReport:
-        """One reminder per channel of the still-open alerts at or above AUTHWATCH_DIGEST_MIN_SEVERITY, skipping
-        acknowledged and snoozed ones; at most one per channel per hour (a timer that fires twice sends once)."""
-        report = DigestReport()
-        if not self.settings.configured or self.store is None:
-            return report
-        minimum = severity_rank(self.settings.digest_min_severity)
-        buckets: dict[str, dict[str, tuple[TenantInfo, list[dict[str, Any]]]]] = {}
-        for tenant in await self._digest_tenants():
-            history = await self.store.history(tenant.tenant_id, limit=1000)
-            reminders = [alert for alert in open_alerts(history, now=now)
-                         if severity_rank(alert.get("severity")) >= minimum
-                         and not alert["acknowledged"] and not alert["snoozed"]]
-            if not reminders:
-                continue
-            routing = self.settings.routing_for(tenant)
-            for alert in sorted(reminders, key=event_order):
-                for name in routing.digest_channels(alert, tenant):
-                    buckets.setdefault(name, {}).setdefault(tenant.tenant_id, (tenant, []))[1].append(alert)
-        slot = now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H")
-        holder = f"digest:{uuid.uuid4().hex}"
-        for name, per_tenant in buckets.items():
-            channel = self.settings.channels[name]
-            entries = tuple(DigestEntry(tenant_id=tenant.tenant_id, tenant_name=tenant.name,
-                                        dashboard=self.settings.dashboard_link(tenant.tenant_id),
-                                        alerts=tuple(alerts))
-                            for tenant, alerts in sorted(per_tenant.values(), key=lambda pair: pair[0].name.lower()))
-            digest = Digest(id=stable_id("digest", slot, name), now=now,
-                            min_severity=self.settings.digest_min_severity, entries=entries)
-            outcome = await self._send_digest(channel, digest, f"{slot}:{name}", holder=holder, now=now)
-            if outcome == "sent":
-                report.sent[name] = digest.total
-            elif outcome == "failed":
-                report.failed.append(name)
-            else:
-                report.skipped.append(name)
-        return report
-
-    async def _send_digest(self, channel: Channel, digest: Digest, key: str, *, holder: str, now: datetime) -> str:
-        claim = standing(await self.tables.get(DIGEST_PARTITION, key), holder=holder, now=now)
-        properties = {"Channel": channel.name, "ChannelType": channel.type, "Kind": "digest", "EventId": digest.id,
-                      "GroupSize": digest.total}
-        # "mine" here only means a crashed run's claim whose lease has lapsed: this run takes it over.
-        if claim.state not in ("free", "mine") or not await self.tables.claim(
-                DIGEST_PARTITION, [(key, claim, properties)], holder=holder, now=now):
-            return "skipped"
-        extra = {"channel": channel.name, "channel_type": channel.type, "digest_id": digest.id,
-                 "alerts": digest.total, "tenants": len(digest.entries)}
-        try:
-            tries = await channel.send(channel.render_digest(digest), message_id=digest.id, context=self.context)
-        except DeliveryError as error:
-            reason = self.settings.redact(error.reason)
-            await self.tables.settle(DIGEST_PARTITION, {key: 0}, status=FAILED, now=now, tries=error.tries,
-                                     error=reason)
-            log.error("alert digest delivery failed", extra={**extra, "tries": error.tries, "error": reason})
-            return "failed"
-        await self.tables.settle(DIGEST_PARTITION, {key: 0}, status=DELIVERED, now=now, tries=tries)
-        log.info("alert digest sent", extra={**extra, "tries": tries})
-        return "sent"
+        """One reminder per channel of the still-open alerts (digest.py)."""
+        return await send_digest(self, now=now)
 
     async def failed_deliveries(self, tenant_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
         return await self.tables.failed(tenant_id.lower(), limit=limit)

@@ -12,7 +12,7 @@ rows that do not exist, ETag-conditional updates for rows this message may take 
 group: exactly one transaction succeeds, the other re-reads and finds the rows held.
 
 It also reads the events of one cycle from the tenants table (`AuthwatchTenants`, the event rows of
-shared.storage.tenant_store: public layout, read only).
+shared.storage.tenant_store: public layout, read only), and holds the open-alert rows (`open`, open_store.py).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
+from shared.alerts.open_store import OpenAlertStore
 from shared.state.events import EVENT_TYPES
 from shared.storage import event_rows, tenant_store
 from shared.storage.account import StorageAccount, account
@@ -92,6 +93,7 @@ class AlertTables:
         self._service = service
         self._deliveries = service.get_table_client(TABLE)
         self._tenants = service.get_table_client(tenant_store.TABLE)
+        self.open = OpenAlertStore(service)  # open alerts as their own state (open_store.py)
 
     @classmethod
     def from_connection_string(cls, connection_string: str | StorageAccount) -> AlertTables:
@@ -103,6 +105,7 @@ class AlertTables:
             await self._deliveries.create_table()
         except ResourceExistsError:
             pass
+        await self.open.create()
 
     # --- the events of one cycle ---------------------------------------------------------------------------------
     async def cycle_events(self, tenant_id: str, at: str) -> list[dict[str, Any]]:
@@ -197,6 +200,7 @@ class AlertTables:
         # The table clients borrow the service client's transport; only closing the service frees the sockets.
         await self._deliveries.close()
         await self._tenants.close()
+        await self.open.close()
         await self._service.close()
 
     async def __aenter__(self) -> AlertTables:

@@ -6,13 +6,14 @@ validation), so the Functions layer only maps exceptions to status codes: BadReq
 
 from __future__ import annotations
 
+import asyncio
 import json
 import string
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from shared.alerts.lifecycle import open_alerts
+from shared.alerts.entrypoints import annotate_alert, open_alerts_of
 from shared.controls.enforcement_window import EnforcementWindow
 from shared.cycle.fleet import Fleet, evaluation_message
 from shared.cycle.service import accept_baseline
@@ -85,6 +86,16 @@ def _status(config: TenantConfig, state: dict[str, Any] | None) -> str:
     return "healthy"
 
 
+def _why_unreachable(config: TenantConfig, state: dict[str, Any] | None) -> str | None:
+    """What the last failed read said, as one line (the state's error, else the registry's), or None."""
+    error = (state or {}).get("lastError")
+    if isinstance(error, dict) and (error.get("code") or error.get("message")):
+        return ": ".join(str(part) for part in (error.get("code"), error.get("message")) if part)
+    if isinstance(error, str) and error:
+        return error
+    return config.last_error
+
+
 def _summary(config: TenantConfig, state: dict[str, Any] | None) -> dict[str, Any]:
     controls = (state or {}).get("controls") or {}
     return {
@@ -95,6 +106,11 @@ def _summary(config: TenantConfig, state: dict[str, Any] | None) -> dict[str, An
         "failing": sorted(c for c, v in controls.items() if v.get("status") == "fail"),
         "pending": sorted(c for c, v in controls.items() if v.get("status") == "pending"),
         "lastCollectedAt": (state or {}).get("lastCollectedAt"),
+        # Read-only, for the dashboard's fleet matrix (one request for the whole fleet): each control's last verdict,
+        # and for an unreachable tenant why it cannot be read.
+        "controlStatus": {control: value.get("status") for control, value in controls.items()
+                          if isinstance(value, dict)},
+        "unreachableReason": _why_unreachable(config, state) if (state or {}).get("unreachable") else None,
     }
 
 
@@ -102,8 +118,14 @@ async def list_tenants(fleet: Fleet) -> list[dict[str, Any]]:
     """Every tenant with its status, those needing attention first."""
     order = {"unreachable": 0, "failing": 1, "pending": 2, "unknown": 3, "never evaluated": 4, "healthy": 5,
              "disabled": 6}
-    rows = [_summary(config, (await fleet.monitor.store.load(config.tenant_id)).state)
-            for config in await fleet.registry.list()]
+    configs = await fleet.registry.list()
+    gate = asyncio.Semaphore(16)  # one partition query per tenant: concurrent, bounded (1,000 tenants in ~1 s)
+
+    async def summary(config: TenantConfig) -> dict[str, Any]:
+        async with gate:
+            return _summary(config, (await fleet.monitor.store.load(config.tenant_id)).state)
+
+    rows = await asyncio.gather(*(summary(config) for config in configs))
     return sorted(rows, key=lambda row: (order.get(row["status"], 9), row.get("displayName") or ""))
 
 
@@ -112,6 +134,12 @@ async def _config(fleet: Fleet, tenant_id: str) -> TenantConfig:
     if config is None:
         raise LookupError(f"no tenant {tenant_id} is registered")
     return config
+
+
+def _storage(fleet: Fleet) -> Any:
+    from shared.settings import Settings
+
+    return Settings.from_env(fleet.env).storage
 
 
 def _countdown(state: dict[str, Any] | None, now: datetime) -> dict[str, Any] | None:
@@ -128,12 +156,14 @@ async def tenant_detail(fleet: Fleet, tenant_id: str, *, now: datetime, history_
     """One tenant: its controls with evidence and remediation, open alerts, the enforcement countdown, history."""
     config = await _config(fleet, tenant_id)
     record = await fleet.monitor.store.load(tenant_id)
-    history = await fleet.monitor.store.history(tenant_id, limit=max(history_limit, 500))
+    history = await fleet.monitor.store.history(tenant_id, limit=history_limit)
+    opened = await open_alerts_of(_storage(fleet), tenant_id, now=now)  # their own rows: no window of history
     return {
         **_summary(config, record.state),
         "controls": [{**item.result.to_json(), "evaluatedAt": format_time(item.evaluated_at)}
                      for item in record.results],
-        "openAlerts": open_alerts(history, now=now),
+        "openAlerts": opened.alerts,
+        "openAlertsOmitted": opened.omitted,  # past the per-tenant bound (shared/alerts/open_store.py); normally 0
         "enforcementWindow": _countdown(record.state, now),
         "history": history[:history_limit],
         "hasBaseline": record.baseline is not None,
@@ -212,8 +242,8 @@ async def acknowledge_alert(fleet: Fleet, tenant_id: str, alert_id: str, body: A
     by = _object(body or {}).get("by")
     if by is not None and (not isinstance(by, str) or len(by) > 200):
         raise BadRequest("by: expected who acknowledges, as text of at most 200 characters")
-    return await fleet.monitor.store.annotate_event(tenant_id, _alert_id(alert_id), acknowledged_at=now,
-                                                    acknowledged_by=by)
+    return await annotate_alert(_storage(fleet), fleet.monitor.store, tenant_id, _alert_id(alert_id), now=now,
+                                acknowledged_at=now, acknowledged_by=by)
 
 
 async def snooze_alert(fleet: Fleet, tenant_id: str, alert_id: str, body: Any, *, now: datetime) -> dict:
@@ -226,7 +256,8 @@ async def snooze_alert(fleet: Fleet, tenant_id: str, alert_id: str, body: Any, *
         until = None
     if until is None or until <= now:
         raise BadRequest(f"until: expected a future ISO 8601 time such as {format_time(now)}, got {raw!r}")
-    return await fleet.monitor.store.annotate_event(tenant_id, _alert_id(alert_id), snoozed_until=until)
+    return await annotate_alert(_storage(fleet), fleet.monitor.store, tenant_id, _alert_id(alert_id), now=now,
+                                snoozed_until=until)
 
 
 def _alert_id(raw: str | None) -> str:

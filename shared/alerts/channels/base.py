@@ -3,7 +3,8 @@
 A channel type declares its configuration fields and validates them in `from_config` when the configuration is
 loaded, so a typo or a missing app setting is a clear error at start-up, not a failed alert at 3 a.m. A channel
 renders a message (`render_alert`, `render_digest`: pure, so tests can read them) and sends it (`send_once`: one try;
-retries and backoff are the caller's).
+retries and backoff are the caller's). Every try has a deadline (`Channel.send`): whatever a channel's `send_once`
+does, a receiver that never finishes answering cannot hold a delivery past it.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ import httpx
 
 from shared.alerts.content import AlertGroup, Digest
 from shared.alerts.errors import AlertConfigError
-from shared.alerts.http import RetryPolicy, post_pinned, with_retries
+from shared.alerts.http import DeliveryError, RetryPolicy, post_pinned, with_retries
 from shared.alerts.safety import UnsafeTarget, check_url
 from shared.collect.endpoints import MicrosoftEndpoints
 
+# One try of a channel is at most this many requests of AUTHWATCH_ALERT_TIMEOUT_SECONDS each (e-mail: a token, then
+# the send). A webhook's single request has its own, tighter deadline in post_pinned.
+REQUESTS_PER_TRY = 2
 CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$")
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -172,9 +176,21 @@ class Channel(ABC):
         return ()
 
     async def send(self, payload: dict[str, Any], *, message_id: str, context: SendContext) -> int:
-        """Send with bounded backoff; returns the number of tries (DeliveryError carries .tries)."""
-        return await with_retries(lambda: self.send_once(payload, message_id=message_id, context=context),
-                                  context.policy, sleep=context.sleep)
+        """Send with bounded backoff; returns the number of tries (DeliveryError carries .tries). Each try ends at
+        its deadline (REQUESTS_PER_TRY × the timeout) as a transient DeliveryError, whatever send_once is doing."""
+        deadline_s = context.policy.timeout_s * REQUESTS_PER_TRY
+
+        async def one_try() -> None:
+            deadline = asyncio.timeout(deadline_s)
+            try:
+                async with deadline:
+                    await self.send_once(payload, message_id=message_id, context=context)
+            except TimeoutError:
+                if deadline.expired():
+                    raise DeliveryError(f"timed out (the try took longer than {deadline_s:g} s)") from None
+                raise
+
+        return await with_retries(one_try, context.policy, sleep=context.sleep)
 
     def __repr__(self) -> str:  # never the URL or a secret
         return f"{type(self).__name__}(name={self.name!r})"
