@@ -19,6 +19,7 @@ import pytest
 
 from shared.alerts import AlertDeliveryFailed, AlertService, failed_deliveries
 from shared.alerts.store import AlertTables
+from tests.integration.test_alert_lifecycle import run
 from tests.integration.test_alert_receiver import alert_env, commit_cycle, register, smtp_failed
 
 T1 = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
@@ -99,18 +100,6 @@ def slow_and_healthy():
     yield slow, healthy
     slow.stop()
     healthy.stop()
-
-
-def run(env: dict[str, str], work) -> Any:
-    async def main() -> Any:
-        service = AlertService.from_env(env)
-        try:
-            await service.create()
-            return await work(service)
-        finally:
-            await service.close()
-
-    return asyncio.run(main())
 
 
 def timed_delivery(env: dict[str, str], record: dict[str, Any], message_id: str,
