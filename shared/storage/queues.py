@@ -36,14 +36,14 @@ class JsonQueue:
         await self._client.send_message(json.dumps(document, separators=(",", ":")),
                                         visibility_timeout=int(delay.total_seconds()) if delay else None)
 
-    async def receive_all(self, *, visibility_timeout: int = 30, limit: int = 1000) -> list[dict[str, Any]]:
+    async def receive_all(self, *, visibility_timeout: int = 30, limit: int = 10_000) -> list[dict[str, Any]]:
         """Read and delete what is queued, up to `limit` (tests, the CLI demo, the benchmark). Workers in
         Functions use the queue trigger instead."""
         documents: list[dict[str, Any]] = []
         while len(documents) < limit:
+            page = min(32, limit - len(documents))  # the SDK refuses a page larger than max_messages
             batch = [message async for message in self._client.receive_messages(
-                messages_per_page=32, max_messages=min(32, limit - len(documents)),
-                visibility_timeout=visibility_timeout)]
+                messages_per_page=page, max_messages=page, visibility_timeout=visibility_timeout)]
             if not batch:
                 break
             for message in batch:
