@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from shared.cli.output import add_output
 from shared.cli.fleetcmd import tenant_arg, with_fleet
 from shared.cli.render import table
 from shared.views import api
@@ -16,16 +17,16 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser("alerts", help="list, acknowledge or snooze a tenant's open alerts")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="open alerts of one tenant, newest first")
-    listing.add_argument("--tenant", required=True, metavar="ID")
-    listing.add_argument("--format", choices=("table", "json"), default="table")
+    listing.add_argument("--tenant", required=True, metavar="TENANT", help="the tenant: id (GUID), display name or verified domain")
+    add_output(listing, ("table", "json"), "table")
     listing.set_defaults(run=run_list)
     ack = actions.add_parser("ack", help="acknowledge an alert (it stays open until resolved, but stops reminding)")
-    ack.add_argument("--tenant", required=True, metavar="ID")
+    ack.add_argument("--tenant", required=True, metavar="TENANT", help="the tenant: id (GUID), display name or verified domain")
     ack.add_argument("--alert", required=True, metavar="ALERT_ID")
     ack.add_argument("--by", help="who acknowledges (shown in the dashboard)")
     ack.set_defaults(run=run_ack)
     snooze = actions.add_parser("snooze", help="silence an alert's reminders until a time")
-    snooze.add_argument("--tenant", required=True, metavar="ID")
+    snooze.add_argument("--tenant", required=True, metavar="TENANT", help="the tenant: id (GUID), display name or verified domain")
     snooze.add_argument("--alert", required=True, metavar="ALERT_ID")
     snooze.add_argument("--until", required=True, metavar="TIME", help="ISO 8601, e.g. 2026-12-01T08:00:00Z")
     snooze.set_defaults(run=run_snooze)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import uuid
 from typing import Any
 
 from shared.cli.errors import UsageError
+from shared.cli.output import add_output
 from shared.settings import Settings, SettingsError
 from shared.storage.account import StorageAccount
 from shared.storage.tenant_store import TenantStore
@@ -22,8 +22,8 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser("baseline", help="manage a tenant's approved baseline")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     accept = actions.add_parser("accept", help="adopt the current configuration as the baseline")
-    accept.add_argument("--tenant", required=True, metavar="ID", help="the tenant id (GUID)")
-    accept.add_argument("--format", choices=("text", "json"), default="text")
+    accept.add_argument("--tenant", required=True, metavar="TENANT", help="the tenant: id (GUID), display name or verified domain")
+    add_output(accept, ("text", "json"), "text")
     accept.set_defaults(run=run)
 
 
@@ -36,10 +36,9 @@ async def _accept(connection_string: "str | StorageAccount", tenant_id: str) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        tenant_id = str(uuid.UUID(args.tenant))
-    except ValueError:
-        raise UsageError(f"--tenant must be a tenant id (GUID), got {args.tenant!r}") from None
+    from shared.cli.tenantref import resolve
+
+    tenant_id = resolve(args.tenant)
     try:
         settings = Settings.from_env()
     except SettingsError as error:

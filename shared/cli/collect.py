@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,8 @@ from shared.settings import SettingsError, endpoints_from_env
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser("collect", help="collect one live snapshot of a tenant",
                                  description="Collect a TenantSnapshot (JSON) from Microsoft Graph and Exchange Online.")
-    parser.add_argument("--tenant", required=True, metavar="ID", help="the tenant id (GUID)")
+    parser.add_argument("--tenant", required=True, metavar="TENANT",
+                        help="the tenant: id (GUID), or a registered display name or verified domain")
     parser.add_argument("--out", metavar="FILE", help="write the snapshot here instead of stdout")
     parser.add_argument("--since", metavar="TIME", help="read sign-ins and audits from this ISO time (default: 48 h)")
     parser.add_argument("--settings", metavar="FILE",
@@ -37,10 +37,9 @@ def add_parser(commands: Any) -> None:
 
 
 def _access(args: argparse.Namespace) -> TenantAccess:
-    try:
-        tenant_id = str(uuid.UUID(args.tenant))
-    except ValueError:
-        raise UsageError(f"--tenant must be a tenant id (GUID), got {args.tenant!r}") from None
+    from shared.cli.tenantref import resolve
+
+    tenant_id = resolve(args.tenant)
     client_id = args.client_id or os.environ.get("AUTHWATCH_CLIENT_ID")
     secret = os.environ.get("AUTHWATCH_CLIENT_SECRET")
     if not client_id or not secret:

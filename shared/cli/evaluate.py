@@ -1,11 +1,15 @@
-"""`authwatch evaluate --snapshot FILE [--format json|table]`: judge one snapshot offline.
+"""`authwatch evaluate --snapshot FILE [-o table|json|csv|ocsf] [--status …] [--fail-on SEVERITY]`: judge one
+snapshot offline.
 
 Contract (product.md): --format json prints exactly one JSON object; exit 0 whatever the verdicts, 2 on bad input.
+Added: filters keep the same shapes with fewer results; --fail-on SEVERITY exits 3 when a (shown) control of that
+severity or higher fails; csv (one row per control) and ocsf (shared/views/ocsf.py) outputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from datetime import datetime, timezone
@@ -13,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.cli.errors import UsageError
+from shared.cli.output import EXIT_CODES, EXIT_FINDINGS, Filters, add_filters, add_output, gate
 from shared.cli.render import table
 from shared.controls.evaluate import evaluate
 from shared.model import ControlResult, SnapshotError, TenantSnapshot, format_time, load_snapshot
@@ -20,9 +25,11 @@ from shared.model import ControlResult, SnapshotError, TenantSnapshot, format_ti
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser("evaluate", help="evaluate one snapshot file offline",
-                                 description="Evaluate every control on one TenantSnapshot JSON file.")
+                                 description="Evaluate every control on one TenantSnapshot JSON file.",
+                                 epilog=EXIT_CODES + " Without --fail-on the verdicts never change the exit status.")
     parser.add_argument("--snapshot", required=True, metavar="FILE", help="snapshot JSON file, or - for stdin")
-    parser.add_argument("--format", choices=("json", "table"), default="table")
+    add_output(parser, ("table", "json", "csv", "ocsf"), "table")
+    add_filters(parser)
     parser.set_defaults(run=run)
 
 
@@ -32,6 +39,9 @@ def read_snapshot(path: str) -> TenantSnapshot:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: cannot read it: it is a folder, expected a snapshot file (a folder of snapshots "
+                         "is for `authwatch replay`)") from None
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"{path}: cannot read it ({error})") from None
     try:
@@ -122,12 +132,63 @@ def report(snapshot: TenantSnapshot, results: list[ControlResult], evaluated_at:
 
 
 def run(args: argparse.Namespace) -> int:
+    filters = Filters(args)
     snapshot = read_snapshot(args.snapshot)
-    results = evaluate(snapshot)
+    results = [r for r in evaluate(snapshot) if filters.keep(r.to_json())]
+    now = datetime.now(timezone.utc)
     if args.format == "json":
-        print(json.dumps(report(snapshot, results, datetime.now(timezone.utc))))
-        return 0
-    print(f"Tenant {snapshot.tenant_id} — snapshot collected {format_time(snapshot.collected_at)}\n")
-    table(("CONTROL", "STATUS", "SEVERITY", "SUMMARY"),
-          [(r.control, str(r.status), str(r.severity), r.summary) for r in results], status_columns=(1,))
+        print(json.dumps(report(snapshot, results, now)))
+    elif args.format == "csv":
+        _csv(snapshot, results)
+    elif args.format == "ocsf":
+        _ocsf(snapshot, results, now)
+    else:
+        print(f"Tenant {snapshot.tenant_id} — snapshot collected {format_time(snapshot.collected_at)}\n")
+        if results:
+            table(("CONTROL", "STATUS", "SEVERITY", "SUMMARY"),
+                  [(r.control, str(r.status), str(r.severity), r.summary) for r in results], status_columns=(1,))
+        else:
+            print("No control matches the filters.")
+    tripped = gate([r.to_json() for r in results], getattr(args, "fail_on", None))
+    if tripped:
+        print(f"authwatch evaluate: {len(tripped)} control(s) of severity {args.fail_on} or higher fail: "
+              f"{', '.join(r['control'] for r in tripped)} (exit {EXIT_FINDINGS}, --fail-on {args.fail_on})",
+              file=sys.stderr)
+        return EXIT_FINDINGS
     return 0
+
+
+def _csv(snapshot: TenantSnapshot, results: list[ControlResult]) -> None:
+    from shared.views.reports import csv_cell
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(("tenant_id", "collected_at", "control", "status", "severity", "summary", "frameworks",
+                     "remediation"))
+    for r in results:
+        writer.writerow([csv_cell(cell) for cell in (snapshot.tenant_id, format_time(snapshot.collected_at),
+                                                     r.control, str(r.status), str(r.severity), r.summary,
+                                                     "; ".join(r.frameworks), r.remediation)])
+
+
+def _ocsf(snapshot: TenantSnapshot, results: list[ControlResult], now: datetime) -> None:
+    from shared.controls import registered
+    from shared.views import ocsf
+
+    titles = {control_id: control.metadata.title for control_id, control in registered().items()}
+    organization = snapshot.graph.get("organization")
+    if isinstance(organization, dict) and isinstance(organization.get("value"), list):
+        organization = (organization["value"] or [None])[0]
+    name = organization.get("displayName") if isinstance(organization, dict) else None
+    rows = [{**r.to_json(), "title": titles.get(r.control, r.control),
+             "evaluatedAt": format_time(snapshot.collected_at)} for r in results]
+    sys.stdout.write(ocsf.to_json(ocsf.finding(row, tenant_id=snapshot.tenant_id, tenant_name=name, now=now,
+                                               product_version=_version()) for row in rows))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("authwatch")
+    except PackageNotFoundError:  # pragma: no cover
+        return ""

@@ -36,10 +36,7 @@ def with_fleet(body: Callable[[Any], Awaitable[Any]]) -> Any:
 
 
 def tenant_arg(raw: str) -> str:
-    """--tenant as a normalised GUID, or a one-line usage error."""
-    from shared.views.api import BadRequest, tenant_id_from
+    """--tenant (id, display name or verified domain) as a normalised GUID, or a one-line usage error."""
+    from shared.cli.tenantref import resolve
 
-    try:
-        return tenant_id_from(raw)
-    except BadRequest as error:
-        raise UsageError(f"--tenant: {error}") from None
+    return resolve(raw)

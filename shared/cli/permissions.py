@@ -11,6 +11,8 @@ import json
 import sys
 from typing import Any
 
+from shared.cli.output import add_output
+
 from shared.cli.render import table
 from shared.tenants import permissions as manifest
 
@@ -20,9 +22,9 @@ def add_parser(commands: Any) -> None:
                                  description="Print the permissions manifest: every Graph and Exchange permission "
                                              "and Entra role authwatch needs, per collector endpoint and per "
                                              "control. Everything in a customer tenant is read-only.")
-    parser.add_argument("--format", choices=("table", "json", "app-registration"), default="table",
-                        help="table (default), json (the whole manifest), or app-registration (the app's "
-                             "requiredResourceAccess for `az ad app create --required-resource-accesses @FILE`)")
+    parser.epilog = ("Formats: table (default), json (the whole manifest), or app-registration (the app's "
+                     "requiredResourceAccess for `az ad app create --required-resource-accesses @FILE`).")
+    add_output(parser, ("table", "json", "app-registration"), "table")
     parser.set_defaults(run=run)
 
 

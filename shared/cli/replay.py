@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.cli.errors import UsageError
+from shared.cli.output import add_output
 from shared.cli.evaluate import read_snapshot
 from shared.cli.render import table
 from shared.model import TenantSnapshot, format_time
@@ -26,7 +27,7 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser("replay", help="replay a series of snapshots and print the events they raise",
                                  description="Replay snapshots in collectedAt order through compare; print events.")
     parser.add_argument("inputs", nargs="+", metavar="DIR|FILE", help="snapshot files, or folders of *.json")
-    parser.add_argument("--format", choices=("json", "table"), default="json")
+    add_output(parser, ("json", "table"), "json")
     parser.add_argument("--baseline", metavar="FILE", help="a snapshot whose configuration is the approved baseline")
     parser.set_defaults(run=run)
 

@@ -14,13 +14,14 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from shared.cli.output import add_output
 from shared.cli.fleetcmd import with_fleet
 from shared.cli.render import table
 
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser("run", help="evaluate every registered tenant once, now")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    add_output(parser, ("table", "json"), "table")
     parser.add_argument("--concurrency", type=int, default=16, help="tenants evaluated at once (default 16)")
     parser.set_defaults(run=run)
 

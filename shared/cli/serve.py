@@ -301,6 +301,22 @@ def quiet_logs(verbose: bool) -> None:
         logging.getLogger("authwatch").setLevel(logging.WARNING)
 
 
+def check_port_free(port: int) -> None:
+    """UsageError (exit 2) naming the port when something already listens on 127.0.0.1:port (0 is always free)."""
+    import socket
+
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As aiohttp binds (SO_REUSEADDR): a port left in TIME_WAIT is free, one with a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError as error:
+            raise UsageError(f"port {port} on {HOST} is already in use ({error.strerror or error}): stop what runs "
+                             f"there, or pick another port with --port N (--port 0 picks a free one)") from None
+
+
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -308,6 +324,7 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    check_port_free(args.port)  # before Azurite, the simulator and the demo's cycles: fail in a second, not a minute
     quiet_logs(getattr(args, "verbose", False))
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a service manager's stop cleans up like Ctrl-C
@@ -321,7 +338,7 @@ def run(args: argparse.Namespace) -> int:
 
         def ready(url: str) -> None:
             print(f"• Dashboard: {url}/dashboard", flush=True)
-            print(f"  JSON API:  {url}/api/tenants  ·  reports: authwatch report --format html|csv|json", flush=True)
+            print(f"  JSON API:  {url}/api/tenants  ·  reports: authwatch report -o html|csv|json|ocsf", flush=True)
             print(f"  Actions (POST, JSON body) need the header X-Authwatch-Token: {server.token} (this run's; the "
                   "dashboard sends it itself)", flush=True)
             if args.demo:

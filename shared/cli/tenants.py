@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from shared.cli.errors import UsageError
+from shared.cli.output import add_output
 from shared.collect.credentials import MODES, CredentialError, CredentialSpec
 from shared.settings import Settings, SettingsError, endpoints_from_env
 from shared.tenants import onboarding
@@ -60,8 +61,7 @@ def add_parser(commands: Any) -> None:
     what.add_argument("--check-only", action="store_true", help="check the access, register nothing")
     what.add_argument("--skip-check", action="store_true", help="register without checking (not recommended)")
     what.add_argument("--force", action="store_true", help="register even when the check finds something missing")
-    add.add_argument("--format", choices=("text", "json"), default="text",
-                     help="text (default) or one JSON object on stdout")
+    add_output(add, ("text", "json"), "text")
     add.set_defaults(run=run_add)
 
 

@@ -84,7 +84,11 @@ def _tenant_html(tenant: dict[str, Any]) -> str:
              f'{_e(tenant["status"])}</span></h2>',
              f'<div class="muted">Tenant <span class="mono">{_e(tenant["tenantId"])}</span> · last evaluated '
              f'{_e(tenant["lastCollectedAt"] or "never")} · {len(tenant["openAlerts"])} open alert(s)</div>']
-    if tenant["lastError"]:
+    unreachable = tenant.get("unreachable")
+    if unreachable:
+        parts.append(f'<p class="error unreachable"><b>Unreachable:</b> {_e(unreachable["reason"])}<br>'
+                     f'<b>How to fix it:</b> {_e(unreachable["fix"])}</p>')
+    elif tenant["lastError"]:
         parts.append(f'<p class="error">{_e(tenant["lastError"])}</p>')
     parts.append(_window(tenant["enforcementWindow"]))
     if tenant["openAlerts"]:
@@ -104,7 +108,15 @@ def _tenant_html(tenant: dict[str, Any]) -> str:
             parts.append(f'<li><code>{_e(d["type"])}</code> changed by <b>{who}</b> at '
                          f'{_e(d["changedAt"] or d["at"])}<br>{_e(d["summary"])}{changes}</li>')
         parts.append("</ul>")
-    parts.append('<h3>Controls</h3><table><thead><tr><th>Status</th><th>Control</th><th>What authwatch found</th>'
+    if unreachable and all(row["evaluatedAt"] is None for row in tenant["controls"]):
+        shown = len(tenant["controls"])
+        parts.append(f'<p class="muted collapsed">{shown} control(s) not evaluated: authwatch cannot read this '
+                     'tenant (above).</p></section>')
+        return "\n".join(parts)
+    hidden = tenant.get("hiddenControls") or 0
+    parts.append('<h3>Controls</h3>' + (f'<p class="muted">{hidden} control(s) passing or filtered out are not '
+                                        'listed.</p>' if hidden else '') +
+                 '<table><thead><tr><th>Status</th><th>Control</th><th>What authwatch found</th>'
                  '<th>How to fix it</th></tr></thead><tbody>')
     for row in tenant["controls"]:
         fix = f'<pre>{_e(row["remediation"])}</pre>' if row["remediation"] and row["status"] in ("fail", "pending") \
@@ -117,6 +129,23 @@ def _tenant_html(tenant: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _quiet(quiet: list[dict[str, Any]]) -> str:
+    if not quiet:
+        return ""
+    lines = "".join(f'<li data-tenant-id="{_e(t["tenantId"])}"><b>{_e(t["displayName"])}</b> '
+                    f'<span class="badge t-{_e(t["status"]).replace(" ", "-")}">{_e(t["status"])}</span> '
+                    f'nothing failing ({t.get("hiddenControls", 0)} control(s) passing, not applicable or filtered '
+                    f'out; {len(t["openAlerts"])} open alert(s))</li>' for t in quiet)
+    return f'<h2>Nothing failing</h2><ul class="quiet">{lines}</ul>'
+
+
+def _filters(report: dict[str, Any]) -> str:
+    filters = report.get("filters") or {}
+    said = (["failing, pending and unknown controls only"] if filters.get("failingOnly") else []) + \
+        [f'{key} {", ".join(values)}' for key in ("status", "control", "severity") if (values := filters.get(key))]
+    return f' <span class="muted">· showing {_e("; ".join(said))}</span>' if said else ""
+
+
 def to_html(report: dict[str, Any]) -> str:
     controls = report["controls"]
     tenants = report["tenants"]
@@ -125,10 +154,19 @@ def to_html(report: dict[str, Any]) -> str:
     title = ("authwatch report — " + tenants[0]["displayName"]) if scope["kind"] == "tenant" and tenants \
         else "authwatch report — fleet"
     head = "".join(f'<th title="{_e(c["title"])}">{_e(c["label"])}</th>' for c in controls)
+    failing_only = (report.get("filters") or {}).get("failingOnly")
+    quiet = [t for t in tenants if failing_only and not t["controls"]]  # nothing failing: one line each
+    tenants = [t for t in tenants if t not in quiet]
     matrix = []
     for tenant in tenants:
-        cells = "".join(f'<td class="s s-{_e(row["status"])}" title="{_e(row["summary"])}">'
-                        f'{_WORD.get(row["status"], _e(row["status"]))}</td>' for row in tenant["controls"])
+        by_id = {row["control"]: row for row in tenant["controls"]}
+        if tenant.get("unreachable"):
+            cells = (f'<td class="s s-unknown" colspan="{len(controls)}">UNREACHABLE: '
+                     f'{_e(tenant["unreachable"]["reason"])}</td>')
+        else:
+            cells = "".join(f'<td class="s s-{_e(by_id[c["id"]]["status"])}" title="{_e(by_id[c["id"]]["summary"])}">'
+                            f'{_WORD.get(by_id[c["id"]]["status"], _e(by_id[c["id"]]["status"]))}</td>'
+                            if c["id"] in by_id else '<td class="s"></td>' for c in controls)
         matrix.append(f'<tr data-tenant-id="{_e(tenant["tenantId"])}"><td><a href="#t-{_e(tenant["tenantId"])}">'
                       f'{_e(tenant["displayName"])}</a></td><td><span class="badge '
                       f't-{_e(tenant["status"]).replace(" ", "-")}">{_e(tenant["status"])}</span></td>'
@@ -139,7 +177,7 @@ def to_html(report: dict[str, Any]) -> str:
         (summary["tenantStatus"].get("pending", 0), "in an enforcement window"),
         (summary["tenantStatus"].get("unreachable", 0), "unreachable"),
         (summary["tenantStatus"].get("healthy", 0), "healthy")))
-    legend = "".join(f'<span class="s-{s}">{_WORD[s]}</span>' for s in _WORD)
+    legend = "".join(f'<span class="s-{s}">{_WORD[s]}</span>' for s in _WORD) + _filters(report)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_e(title)}</title><style>{_CSS}</style></head>
@@ -154,6 +192,7 @@ legacy authentication (POP, IMAP, SMTP AUTH, ActiveSync, other clients, SharePoi
 <tbody>
 {chr(10).join(matrix) or '<tr><td colspan="3">No tenant is registered.</td></tr>'}
 </tbody></table>
+{_quiet(quiet)}
 {chr(10).join(_tenant_html(tenant) for tenant in tenants)}
 <footer>authwatch · {len(tenants)} tenant(s) · controls: {_e(", ".join(c["id"] for c in controls))}</footer>
 </body></html>

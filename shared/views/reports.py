@@ -10,9 +10,12 @@ JSON (`to_json`) — the document itself, schema `authwatch.report/1` (REPORT_SC
      "controls": [{"id", "label", "title", "severity"}],                          # the catalogue, in order
      "summary": {"tenants": 8, "openAlerts": 12, "tenantStatus": {"failing": 5, …},
                  "controlStatus": {"pass": 40, "fail": 14, …}},
-     "tenants": [{                                                                  # open alerts first
+     "filters": {"failingOnly", "status", "control", "severity"},  # what was asked; null: not filtered
+     "tenants": [{                                                 # the dashboard's order (see `order_tenants`)
         "tenantId", "displayName", "status" (healthy | failing | pending | unknown | unreachable |
         never evaluated | disabled), "enabled", "lastCollectedAt", "lastError",
+        "unreachable": null | {"reason", "fix"},   # said once per tenant, not once per control
+        "hiddenControls": how many catalogue controls the filters (or --failing-only) left out,
         "enforcementWindow": null | {"windowStartedAt", "windowClosesAt", "windowHours", "open", "secondsLeft",
                                      "confirmed", "gapReported"},
         "controls": [{"control", "title", "status" (pass | fail | pending | unknown | not_applicable), "severity",
@@ -21,8 +24,13 @@ JSON (`to_json`) — the document itself, schema `authwatch.report/1` (REPORT_SC
         "drift": [{"at", "type", "control", "summary", "changedBy", "changedAt",
                    "changes": [{"field", "before", "after", "effect", "note"}]}]}]}
 
-Every tenant lists every catalogue control: one without a stored result (a tenant never read) says `unknown`
-with `evaluatedAt` null and a summary saying why.
+Every tenant lists every catalogue control the filters keep: one without a stored result (a tenant never read)
+says `unknown` with `evaluatedAt` null and a summary saying why (for an unreachable tenant, "unreachable" says why
+and how to fix it, once). `--failing-only` keeps the controls that are not passing (fail, pending, unknown);
+`summary` always counts the whole scope, before filters.
+
+OCSF (`ocsf`) — a JSON array of OCSF 1.8.0 Compliance Findings (class_uid 2003), one per tenant × control row
+shown: shared/views/ocsf.py maps each field.
 
 CSV (`to_csv`) — one row per tenant × control, header first, columns CSV_COLUMNS:
 
@@ -49,7 +57,8 @@ from shared.views import api
 from shared.views.report_html import to_html
 
 SCHEMA = "authwatch.report/1"
-FORMATS = ("html", "csv", "json")
+FORMATS = ("html", "csv", "json", "ocsf")
+ATTENTION = ("fail", "pending", "unknown")  # what --failing-only keeps
 CSV_COLUMNS = ("tenant_id", "tenant_name", "tenant_status", "control", "control_title", "status", "severity",
                "summary", "remediation", "evaluated_at", "open_alerts", "last_collected_at")
 CONTROL_STATUSES = ("pass", "fail", "pending", "unknown", "not_applicable")
@@ -115,38 +124,87 @@ def catalogue() -> list[dict[str, Any]]:
 
 # --- building the document ----------------------------------------------------------------------------------------
 
-async def build_report(fleet: Any, *, now: datetime, tenant_id: str | None = None) -> dict[str, Any]:
-    """The report document for the whole fleet, or for one tenant (LookupError when it is not registered)."""
+async def build_report(fleet: Any, *, now: datetime, tenant_id: str | None = None, failing_only: bool = False,
+                       filters: dict[str, list[str] | None] | None = None) -> dict[str, Any]:
+    """The report document for the whole fleet, or for one tenant (LookupError when it is not registered).
+    `filters` maps status / control / severity to the values to keep (None: all)."""
     if tenant_id is not None:
         details = [await api.tenant_detail(fleet, api.tenant_id_from(tenant_id), now=now, history_limit=200)]
     else:
         details = [await api.tenant_detail(fleet, summary["tenantId"], now=now, history_limit=200)
                    for summary in await api.list_tenants(fleet)]
-    return assemble(details, now=now, single=tenant_id is not None)
+    return assemble(details, now=now, single=tenant_id is not None, failing_only=failing_only, filters=filters)
 
 
-def assemble(details: list[dict[str, Any]], *, now: datetime, single: bool = False) -> dict[str, Any]:
+def order_tenants(tenants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The dashboard's default order: most open alerts first, then the API's attention-first order
+    (api.list_tenants: unreachable, failing, pending, unknown, never evaluated, healthy, disabled; then by name),
+    which `tenants` is already in: this sort is stable, so it adds only the dashboard's first key."""
+    return sorted(tenants, key=lambda t: -len(t["openAlerts"]))
+
+
+def assemble(details: list[dict[str, Any]], *, now: datetime, single: bool = False, failing_only: bool = False,
+             filters: dict[str, list[str] | None] | None = None) -> dict[str, Any]:
     """The report document from tenant_detail answers (in the API's order). Pure."""
     controls = catalogue()
-    tenants = [_tenant(detail, controls) for detail in details]
-    tenants.sort(key=lambda t: 0 if t["openAlerts"] else 1)  # stable: the API's attention-first order within
+    tenants = order_tenants([_tenant(detail, controls) for detail in details])
+    summary = _summary(tenants)  # the whole scope, before filters
+    wanted = {key: set(values) for key, values in (filters or {}).items() if values}
+    for tenant in tenants:
+        kept = [row for row in tenant["controls"]
+                if (not failing_only or row["status"] in ATTENTION)
+                and all(str(row[key]) in values for key, values in wanted.items())]
+        tenant["hiddenControls"] = len(tenant["controls"]) - len(kept)
+        tenant["controls"] = kept
     return {
         "schema": SCHEMA,
         "generatedAt": format_time(now),
         "scope": {"kind": "tenant" if single else "fleet",
                   "tenantId": tenants[0]["tenantId"] if single and tenants else None},
+        "filters": {"failingOnly": failing_only, **{key: sorted((filters or {}).get(key) or []) or None
+                                                    for key in ("status", "control", "severity")}},
         "controls": controls,
-        "summary": _summary(tenants),
+        "summary": summary,
         "tenants": tenants,
     }
 
 
+# What to do about an unreachable tenant, by the AADSTS code in its last error (codes: shared/collect/errors.py).
+_FIXES = {
+    "AADSTS7000229": "A Global Administrator of the tenant gives admin consent to the authwatch app again.",
+    "AADSTS65001": "A Global Administrator of the tenant gives admin consent to the authwatch app again.",
+    "AADSTS700016": "Check the app's client id in the tenant's credential and that the app registration exists; "
+                    "then have the tenant's admin consent again.",
+    "AADSTS7000112": "The tenant's admin enables the authwatch enterprise application (Properties > Enabled).",
+    "AADSTS90002": "Check the tenant id: no such tenant exists in this cloud.",
+    "AADSTS7000215": "Put the current client secret in the tenant's credential (or switch to federated mode).",
+    "AADSTS7000222": "Create a new client secret and update the tenant's credential (or switch to federated mode).",
+    "AADSTS70021": "Add the federated credential for the managed identity to the app registration.",
+    "AADSTS700027": "Upload the certificate to the app registration, or check the federated credential.",
+    "AADSTS700024": "Check the clock of the machine that signs the client assertion.",
+}
+
+
+def unreachable_fix(tenant_id: str, reason: str | None) -> str:
+    import re
+
+    code = re.search(r"AADSTS\d+", reason or "")
+    first = _FIXES.get(code.group(0)) if code else None
+    check = (f"`authwatch tenants add --tenant {tenant_id} --name NAME --check-only` checks the access end to end "
+             "and prints the consent link.")
+    return f"{first} Then {check[0].lower()}{check[1:]}" if first else f"Find what is missing: {check}"
+
+
 def _tenant(detail: dict[str, Any], controls: list[dict[str, Any]]) -> dict[str, Any]:
     results = {item["control"]: item for item in detail.get("controls") or []}
+    unreachable = None
     if detail.get("status") == "unreachable":
         why = detail.get("lastError") or next((a.get("summary") for a in detail.get("openAlerts") or []
                                                if a.get("type") == "tenant.unreachable"), None)
-        missing = f"Not evaluated: authwatch cannot read this tenant ({why or 'see its last error'})."
+        why = why.removeprefix("unreachable: ") if why else None  # the status already says so
+        unreachable = {"reason": why or "authwatch cannot sign in to this tenant (no error was recorded)",
+                       "fix": unreachable_fix(detail["tenantId"], why)}
+        missing = "Not evaluated: the tenant is unreachable (its reason and fix are given once, for the tenant)."
     else:
         missing = "Not evaluated yet: no stored result for this control."
     rows = []
@@ -179,6 +237,7 @@ def _tenant(detail: dict[str, Any], controls: list[dict[str, Any]]) -> dict[str,
         "tenantId": detail["tenantId"], "displayName": detail.get("displayName") or detail["tenantId"],
         "status": detail.get("status"), "enabled": bool(detail.get("enabled", True)),
         "lastCollectedAt": detail.get("lastCollectedAt"), "lastError": detail.get("lastError"),
+        "unreachable": unreachable, "hiddenControls": 0,
         "enforcementWindow": detail.get("enforcementWindow"),
         "controls": rows, "openAlerts": alerts, "drift": drift,
     }
@@ -268,7 +327,19 @@ def to_csv(report: dict[str, Any]) -> str:
 def render(report: dict[str, Any], fmt: str) -> str:
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    return {"html": to_html, "csv": to_csv, "json": to_json}[fmt](report)
+    return {"html": to_html, "csv": to_csv, "json": to_json, "ocsf": _ocsf}[fmt](report)
+
+
+def _ocsf(report: dict[str, Any]) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from shared.views import ocsf
+
+    try:
+        product_version = version("authwatch")
+    except PackageNotFoundError:  # pragma: no cover
+        product_version = ""
+    return ocsf.to_json(ocsf.from_report(report, product_version=product_version))
 
 
 async def write_report(fleet: Any, path: str, *, fmt: str = "html", now: datetime,

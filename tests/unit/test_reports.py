@@ -86,7 +86,10 @@ def test_json_report_follows_the_documented_schema(report):
 def test_a_tenant_never_read_lists_every_control_as_unknown(report):
     woodgrove = next(t for t in report["tenants"] if t["tenantId"] == DOWN)
     assert [c["status"] for c in woodgrove["controls"]] == ["unknown"] * len(CONTROL_IDS)
-    assert all(c["evaluatedAt"] is None and "AADSTS7000229" in c["summary"] for c in woodgrove["controls"])
+    # the reason and its fix are said once, for the tenant, not repeated in every control's summary
+    assert all(c["evaluatedAt"] is None and "AADSTS" not in c["summary"] for c in woodgrove["controls"])
+    assert "AADSTS7000229" in woodgrove["unreachable"]["reason"]
+    assert "admin consent" in woodgrove["unreachable"]["fix"] and DOWN in woodgrove["unreachable"]["fix"]
 
 
 def test_validate_names_the_offending_path(report):
@@ -131,7 +134,7 @@ def test_one_tenant_report_has_tenant_scope():
 
 
 def test_render_refuses_an_unknown_format(report):
-    with pytest.raises(ValueError, match="html, csv, json"):
+    with pytest.raises(ValueError, match="html, csv, json, ocsf"):
         reports.render(report, "pdf")
 
 
@@ -139,3 +142,91 @@ def test_the_html_legend_names_every_control_status_of_the_schema():
     from shared.views import report_html
 
     assert tuple(report_html._WORD) == reports.CONTROL_STATUSES
+
+
+# --- issue 23 item 4: failing-only, one unreachable sentence, the dashboard's order, OCSF ---------------------------
+
+def test_failing_only_keeps_what_is_not_passing_and_collapses_quiet_tenants():
+    report = reports.assemble(fleet_details(), now=NOW, failing_only=True)
+    reports.validate(json.loads(reports.to_json(report)))
+    by_name = {t["displayName"]: t for t in report["tenants"]}
+    assert [c["control"] for c in by_name["Fabrikam"]["controls"]] == ["entra_legacy_auth_blocked"]
+    assert by_name["Fabrikam"]["hiddenControls"] == len(CONTROL_IDS) - 1
+    assert by_name["Contoso"]["controls"] == [] and by_name["Contoso"]["hiddenControls"] == len(CONTROL_IDS)
+    assert report["summary"]["controlStatus"]["pass"] == 2 * len(CONTROL_IDS) - 1  # the whole scope, not the view
+    assert report["filters"]["failingOnly"] is True
+    page = reports.render(report, "html")
+    quiet = page[page.index("<h2>Nothing failing</h2>"):page.index("</ul>", page.index("Nothing failing"))]
+    assert "Contoso" in quiet and "Fabrikam" not in quiet
+    assert f'<section class="tenant" id="t-{HEALTHY}"' not in page  # one line, no section of passing rows
+    assert page.count('class="s s-pass"') == 0
+    full = reports.render(reports.assemble(fleet_details(), now=NOW), "html")
+    assert page.count("<tr data-control=") == 1 and full.count("<tr data-control=") == 2 * len(CONTROL_IDS)
+
+
+def test_status_control_and_severity_filters():
+    details = fleet_details()
+    details[1]["controls"][5]["severity"] = "low"
+    report = reports.assemble(details, now=NOW, filters={"status": ["pass"], "severity": ["low"], "control": None})
+    fabrikam = next(t for t in report["tenants"] if t["displayName"] == "Fabrikam")
+    assert [c["control"] for c in fabrikam["controls"]] == [CONTROL_IDS[5]]
+    assert report["filters"] == {"failingOnly": False, "status": ["pass"], "control": None, "severity": ["low"]}
+    rows = list(csv.DictReader(io.StringIO(reports.to_csv(report))))
+    assert {(r["tenant_name"], r["control"]) for r in rows} == {("Fabrikam", CONTROL_IDS[5])}
+
+
+def test_an_unreachable_tenant_says_why_and_how_to_fix_it_once():
+    page = reports.render(reports.assemble(fleet_details(), now=NOW), "html")
+    assert page.count("AADSTS7000229") == 2  # the matrix row's one cell and the tenant's one sentence
+    section = page[page.index(f'id="t-{DOWN}"'):]
+    section = section[:section.index("</section>")]
+    assert "How to fix it:</b> A Global Administrator of the tenant gives admin consent" in section
+    assert "<table>" not in section and f"{len(CONTROL_IDS)} control(s) not evaluated" in section
+    matrix_row = page[page.index(f'<tr data-tenant-id="{DOWN}">'):]
+    assert matrix_row[:matrix_row.index("</tr>")].count("<td class=\"s") == 1  # one cell, not nine UNKNOWNs
+
+
+def test_tenants_follow_the_dashboard_order_most_open_alerts_first():
+    details = fleet_details()  # the API's order: unreachable, failing, healthy
+    details[2]["openAlerts"] = [FAILED]
+    details[1]["openAlerts"] = [ALERT, FAILED]
+    report = reports.assemble(details, now=NOW)
+    # the dashboard: open alerts descending, then the API's attention-first order (unreachable before healthy)
+    assert [t["displayName"] for t in report["tenants"]] == ["Fabrikam", "Contoso", "Woodgrove <Bank> & Co"]
+    assert reports.order_tenants([{"openAlerts": []}, {"openAlerts": [1]}]) == [{"openAlerts": [1]},
+                                                                                 {"openAlerts": []}]
+
+
+def test_ocsf_is_one_compliance_finding_per_control_mapped_from_the_schema(report):
+    findings = json.loads(reports.render(report, "ocsf"))
+    assert len(findings) == 3 * len(CONTROL_IDS)
+    for finding in findings:
+        assert finding["class_uid"] == 2003 and finding["category_uid"] == 2 and finding["type_uid"] == 200301
+        assert finding["activity_id"] == 1 and finding["metadata"]["version"] == "1.8.0"
+        assert finding["metadata"]["product"]["name"] == "authwatch" and isinstance(finding["time"], int)
+        assert {"compliance", "finding_info", "metadata", "severity_id", "time"} <= set(finding)
+    by = {(f["metadata"]["tenant_uid"], f["compliance"]["control"]): f for f in findings}
+    failed = by[(FAILING, "entra_legacy_auth_blocked")]
+    assert (failed["status_id"], failed["compliance"]["status_id"], failed["severity_id"]) == (1, 3, 4)
+    assert failed["compliance"]["requirements"] == ["CIS 5.2.2.3"]
+    assert failed["compliance"]["standards"] == ["CIS Microsoft 365 Foundations Benchmark"]
+    assert failed["remediation"]["desc"] == "Fix entra_legacy_auth_blocked"
+    assert failed["resources"] == [{"uid": FAILING, "name": "Fabrikam", "type": "Microsoft 365 tenant"}]
+    assert failed["finding_info"]["uid"] == f"authwatch:{FAILING}:entra_legacy_auth_blocked"
+    assert failed["time"] == int(datetime(2026, 11, 23, 9, tzinfo=timezone.utc).timestamp() * 1000)
+    passed = by[(HEALTHY, "entra_legacy_auth_blocked")]
+    assert (passed["status_id"], passed["compliance"]["status_id"]) == (4, 1)
+    unknown = by[(DOWN, "entra_legacy_auth_blocked")]
+    assert (unknown["status_id"], unknown["compliance"]["status_id"]) == (1, 2)
+
+
+def test_ocsf_status_and_severity_maps_cover_every_authwatch_value():
+    from shared.model import Severity, Status
+    from shared.views import ocsf
+
+    assert set(ocsf.COMPLIANCE_STATUS) == set(ocsf.FINDING_STATUS) == {str(s) for s in Status}
+    assert set(ocsf.SEVERITY) == {str(s) for s in Severity}
+    na = ocsf.finding({"control": "x", "status": "not_applicable", "severity": "low"}, tenant_id="t",
+                      tenant_name=None, now=NOW)
+    assert (na["status_id"], na["compliance"]["status_id"], na["compliance"]["status"]) == (3, 99, "Not Applicable")
+    assert na["severity_id"] == 2 and "remediation" not in na
