@@ -1,19 +1,17 @@
 """Tenants named the way people name them: by id (GUID), display name or verified domain (`contoso.onmicrosoft.com`),
 resolved through the registry. An unknown or ambiguous name is a usage error (exit 2) listing the candidates.
 
-Domains match the registry row's verified domains when the row carries them (a `VerifiedDomains` column: a list or
-JSON list) and, until every row does, a tag equal to the domain (`authwatch tenants add … --tag contoso.com`).
+Domains match the verified domains the worker records on the registry row from each tenant's organization (Graph),
+so a tenant is known by its domains from its first evaluation on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Iterable, Mapping
 
 from shared.cli.errors import UsageError
 
-_DOMAIN_COLUMNS = ("VerifiedDomains", "verifiedDomains", "Domains")
 MAX_CANDIDATES = 10
 
 
@@ -26,22 +24,8 @@ def as_guid(raw: str) -> str | None:
         return None
 
 
-def _domains(config: Any, row: Mapping[str, Any]) -> set[str]:
-    found: set[str] = set()
-    for column in _DOMAIN_COLUMNS:
-        value = row.get(column)
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                value = [part.strip() for part in value.split(",")]
-        if isinstance(value, list):
-            for item in value:
-                name = item.get("name") if isinstance(item, dict) else item
-                if isinstance(name, str) and name.strip():
-                    found.add(name.strip().lower())
-    found.update(tag.lower() for tag in getattr(config, "tags", ()) if "." in tag)
-    return found
+def _domains(config: Any) -> set[str]:
+    return set(getattr(config, "verified_domains", ()))
 
 
 def match(raw: str, rows: Iterable[tuple[Any, Mapping[str, Any]]], flag: str = "--tenant") -> str:
@@ -52,7 +36,7 @@ def match(raw: str, rows: Iterable[tuple[Any, Mapping[str, Any]]], flag: str = "
         return guid
     wanted = raw.strip().lower()
     by_name = [config for config, _ in rows if config.display_name.lower() == wanted]
-    by_domain = [config for config, row in rows if wanted in _domains(config, row)]
+    by_domain = [config for config, _ in rows if wanted in _domains(config)]
     found = list({config.tenant_id: config for config in by_name + by_domain}.values())
     if len(found) == 1:
         return found[0].tenant_id

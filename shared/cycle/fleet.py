@@ -16,7 +16,7 @@ from typing import Mapping
 from shared.cycle.service import Monitor, TenantOutcome, evaluate_tenant
 from shared.model import format_time
 from shared.storage.queues import JsonQueue
-from shared.tenants.config import TenantConfig, due
+from shared.tenants.config import TenantConfig, domain_names, due
 from shared.tenants.registry import TenantRegistry
 
 log = logging.getLogger("authwatch.fleet")
@@ -112,6 +112,11 @@ async def evaluate_registered(fleet: Fleet, tenant_id: str, *, now: datetime) ->
     # (a failure, or the first success after failures), so a quiet cycle adds no registry write.
     if error is not None or config.consecutive_failures or config.last_error:
         await fleet.registry.record_outcome(tenant_id, success=error is None, at=now, error=error)
+    # Its domain names, so people can name it by them; written only when they change (the first cycle, mostly).
+    if outcome.snapshot is not None and outcome.snapshot.collected("graph.organization"):
+        domains = domain_names(outcome.snapshot.get("graph.organization"))
+        if domains and domains != config.verified_domains:
+            await fleet.registry.record_domains(tenant_id, domains)
     return outcome
 
 

@@ -35,7 +35,12 @@ DUE_GRACE = timedelta(minutes=2)  # see due()
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 CONFIG_FIELDS = ("displayName", "credential", "enabled", "scheduleMinutes", "approvedExclusions", "routing", "tags")
-STATUS_FIELDS = ("lastSuccessAt", "lastAttemptAt", "consecutiveFailures", "lastError", "createdAt", "updatedAt")
+STATUS_FIELDS = ("lastSuccessAt", "lastAttemptAt", "consecutiveFailures", "lastError", "createdAt", "updatedAt",
+                 "verifiedDomains")
+# The tenant's domain names as Graph's organization lists them (written by the worker), so people can name a tenant
+# `contoso.onmicrosoft.com`. A tenant may hold up to 5,000 domains; the first 100 (sorted, the initial one first) are
+# kept, which is what names it.
+MAX_DOMAINS = 100
 ALL_FIELDS = ("tenantId", *CONFIG_FIELDS, *STATUS_FIELDS)
 # What could carry a secret in an error text: a JWT, "Bearer …", key=value pairs named like secrets.
 _SECRETISH = (
@@ -127,6 +132,25 @@ def _exclusions(value: Any) -> dict[str, list[str]]:
     return result
 
 
+def _domains(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or len(value) > MAX_DOMAINS:
+        raise RegistryError(f"verifiedDomains: expected a list of at most {MAX_DOMAINS} domain names")
+    if not all(isinstance(name, str) and 0 < len(name.strip()) <= 255 for name in value):
+        raise RegistryError("verifiedDomains: expected domain names")
+    return tuple(dict.fromkeys(name.strip().lower() for name in value))
+
+
+def domain_names(organization: Any) -> tuple[str, ...]:
+    """The names to store from Graph's organization (an object, or the one-item collection): initial first."""
+    org = organization[0] if isinstance(organization, list) and organization else organization
+    domains = org.get("verifiedDomains") if isinstance(org, dict) else None
+    if not isinstance(domains, list):
+        return ()
+    named = [d for d in domains if isinstance(d, dict) and isinstance(d.get("name"), str) and d["name"].strip()]
+    named.sort(key=lambda d: (not d.get("isInitial"), d["name"].lower()))
+    return tuple(dict.fromkeys(d["name"].strip().lower() for d in named))[:MAX_DOMAINS]
+
+
 def _tags(value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)):
         raise RegistryError(f"tags: expected a list of strings, got {type(value).__name__}")
@@ -156,6 +180,7 @@ class TenantConfig:
     last_error: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None  # last configuration change (outcomes do not count)
+    verified_domains: tuple[str, ...] = ()  # lower-case, from the last collection's organization
 
     def __post_init__(self) -> None:
         put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
@@ -192,6 +217,7 @@ class TenantConfig:
         if self.last_error is not None and not isinstance(self.last_error, str):
             raise RegistryError(f"lastError: expected a string or null, got {type(self.last_error).__name__}")
         put("last_error", clean_error(self.last_error))
+        put("verified_domains", _domains(self.verified_domains))
 
     def settings(self) -> dict[str, Any]:
         """The snapshot "settings" block for this tenant."""
@@ -219,6 +245,7 @@ class TenantConfig:
             "lastError": self.last_error,
             "createdAt": time(self.created_at),
             "updatedAt": time(self.updated_at),
+            "verifiedDomains": list(self.verified_domains),
         }
 
     @classmethod
@@ -266,6 +293,7 @@ class TenantConfig:
             last_error=data.get("lastError"),
             created_at=_parse_time(data.get("createdAt"), "createdAt"),
             updated_at=_parse_time(data.get("updatedAt"), "updatedAt"),
+            verified_domains=data.get("verifiedDomains") or (),
         )
 
 

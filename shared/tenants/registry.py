@@ -5,7 +5,7 @@ query, so no input ever reaches an OData filter). One row per tenant:
 
     DisplayName, Enabled, Credential (JSON: mode, client id, NAMES of app settings — never a secret),
     ScheduleMinutes, ApprovedExclusions (JSON), Routing (JSON), Tags (JSON), CreatedAt, UpdatedAt   ← configuration
-    LastSuccessAt, LastAttemptAt, ConsecutiveFailures, LastError                                     ← outcomes
+    LastSuccessAt, LastAttemptAt, ConsecutiveFailures, LastError, VerifiedDomains (JSON)            ← outcomes
     InFlightUntil                                                                                    ← fan-out lease
 
 Every write is read-modify-write with the row's ETag (retried on a conflict), so configuration changes, outcomes
@@ -32,6 +32,7 @@ from shared.storage.account import StorageAccount, account
 from shared.tenants.config import (
     ALL_FIELDS,
     CONFIG_FIELDS,
+    MAX_DOMAINS,
     STATUS_FIELDS,
     RegistryError,
     TenantConfig,
@@ -89,6 +90,7 @@ def _from_entity(entity: Mapping[str, Any]) -> TenantConfig:
             approved_exclusions=json.loads(entity.get("ApprovedExclusions") or "{}"),
             routing=json.loads(entity["Routing"]) if entity.get("Routing") else None,
             tags=tuple(json.loads(entity.get("Tags") or "[]")),
+            verified_domains=tuple(json.loads(entity.get("VerifiedDomains") or "[]")),
             consecutive_failures=int(entity.get("ConsecutiveFailures") or 0),
             last_error=entity.get("LastError") or None,
             **{python: entity.get(column) for column, python in _TIME_COLUMNS.items()},
@@ -211,6 +213,16 @@ class TenantRegistry:
                 columns = {"ConsecutiveFailures": int(entity.get("ConsecutiveFailures") or 0) + 1,
                            "LastError": clean_error(error) or "evaluation failed"}
             return _apply(entity, {**columns, "LastAttemptAt": at})
+
+        await self._write(key, change)
+
+    async def record_domains(self, tenant_id: str, domains: tuple[str, ...]) -> None:
+        """Remember the tenant's verified domains (what `--tenant contoso.onmicrosoft.com` matches)."""
+        key = tenant_key(tenant_id)
+        text = json.dumps(list(domains[:MAX_DOMAINS]))
+
+        def change(entity: dict[str, Any] | None) -> dict[str, Any] | None:
+            return None if entity is None else _apply(entity, {"VerifiedDomains": text})
 
         await self._write(key, change)
 

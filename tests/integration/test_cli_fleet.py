@@ -74,7 +74,8 @@ def test_alert_commands_explain_bad_input(registered, capsys):
 
 def test_tenants_by_name_or_domain_reports_filters_and_the_gate(monkeypatch, simulator_for, storage_connection_string,
                                                                  capsys):
-    """Issue 23: --tenant takes a display name or a verified domain (here a domain tag) through the registry;
+    """Issue 23: --tenant takes a display name or a verified domain (recorded by the worker from the tenant's
+    organization on its first evaluation) through the registry;
     report -o ocsf / --failing-only / --fail-on work on stored results."""
     suffix = uuid.uuid4().hex[:8]
     smtp_on, twin_a, twin_b = (str(uuid.uuid4()) for _ in range(3))
@@ -93,7 +94,7 @@ def test_tenants_by_name_or_domain_reports_filters_and_the_gate(monkeypatch, sim
     async def register():
         async with TenantRegistry.from_connection_string(storage_connection_string) as registry:
             await registry.create()
-            await registry.add(TenantConfig(tenant_id=smtp_on, display_name=name, credential=spec, tags=(domain,)))
+            await registry.add(TenantConfig(tenant_id=smtp_on, display_name=name, credential=spec))
             for twin_id in (twin_a, twin_b):
                 await registry.add(TenantConfig(tenant_id=twin_id, display_name=twin, credential=spec, enabled=False))
 

@@ -234,3 +234,26 @@ def test_an_unreadable_row_is_left_out_of_list_but_named(registry_cs, caplog):
     assert tenant.tenant_id in {c.tenant_id for c in listed} and broken not in {c.tenant_id for c in listed}
     assert any("unreadable registry row" in record.message and record.tenant_id == broken
                for record in caplog.records)
+
+
+def test_verified_domains_are_recorded_and_read_back(storage_connection_string):
+    """The worker records a tenant's domains (from Graph's organization) so people can name it by them; the initial
+    domain first, lower-case, bounded."""
+    from shared.tenants.config import MAX_DOMAINS, domain_names
+
+    organization = [{"verifiedDomains": [{"name": "Contoso.com", "isInitial": False},
+                                         {"name": "contoso.onmicrosoft.com", "isInitial": True},
+                                         *({"name": f"d{i}.contoso.com"} for i in range(200))]}]
+    names = domain_names(organization)
+    assert names[:2] == ("contoso.onmicrosoft.com", "contoso.com") and len(names) == MAX_DOMAINS
+
+    async def go():
+        async with TenantRegistry.from_connection_string(storage_connection_string) as registry:
+            await registry.create()
+            tenant_id = str(uuid.uuid4())
+            await registry.add(TenantConfig.from_json({"tenantId": tenant_id, "displayName": "Contoso", "credential": FEDERATED}))
+            await registry.record_domains(tenant_id, names)
+            return await registry.get(tenant_id)
+
+    stored = asyncio.run(go())
+    assert stored.verified_domains == names and stored.to_json()["verifiedDomains"][0] == "contoso.onmicrosoft.com"

@@ -202,12 +202,11 @@ def test_serve_refuses_a_busy_port_before_starting_anything(capsys, monkeypatch)
 
 # --- tenants by id, display name or verified domain ------------------------------------------------------------------
 
-def tenant(tenant_id: str, name: str, tags: tuple[str, ...] = ()) -> SimpleNamespace:
-    return SimpleNamespace(tenant_id=tenant_id, display_name=name, tags=tags)
+def tenant(tenant_id: str, name: str, domains: tuple[str, ...] = ()) -> SimpleNamespace:
+    return SimpleNamespace(tenant_id=tenant_id, display_name=name, verified_domains=domains)
 
 
-ROWS = [(tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000001", "Contoso"), {"VerifiedDomains": '["contoso.com", '
-                                                                                         '"contoso.onmicrosoft.com"]'}),
+ROWS = [(tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000001", "Contoso", ("contoso.onmicrosoft.com", "contoso.com")), {}),
         (tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000002", "Fabrikam", ("fabrikam.onmicrosoft.com",)), {}),
         (tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000003", "Northwind"), {}),
         (tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000004", "northwind"), {})]
