@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -52,14 +53,21 @@ def snapshot_files(inputs: list[str]) -> list[Path]:
     return files
 
 
-def replay(snapshots: list[TenantSnapshot], baselines: dict[str, Config] | None = None) -> list[Event]:
-    """Events of a time-ordered series, exactly as the timer path would raise them (no storage involved)."""
+def replay(snapshots: list[TenantSnapshot], baselines: dict[str, Config] | None = None,
+           skipped: list[int] | None = None) -> list[Event]:
+    """Events of a time-ordered series, exactly as the timer path would raise them (no storage involved).
+    `skipped` collects the positions (in `snapshots`) of those not newer than the tenant's previous one: the
+    worker treats such a snapshot as a retry and changes nothing, and so does replay."""
     states: dict[str, dict[str, Any] | None] = {}
     known_baselines: dict[str, Config | None] = dict(baselines or {})
     raised: list[Event] = []
-    for snapshot in sorted(snapshots, key=lambda s: s.collected_at):  # stable: ties keep the given order
+    order = sorted(range(len(snapshots)), key=lambda index: snapshots[index].collected_at)  # stable for ties
+    for index in order:
+        snapshot = snapshots[index]
         tenant = snapshot.tenant_id
         result = compare(states.get(tenant), known_baselines.get(tenant), snapshot, now=snapshot.collected_at)
+        if result.stale and skipped is not None:
+            skipped.append(index)
         states[tenant] = result.state
         if result.baseline is not None:
             known_baselines[tenant] = result.baseline
@@ -68,12 +76,19 @@ def replay(snapshots: list[TenantSnapshot], baselines: dict[str, Config] | None 
 
 
 def run(args: argparse.Namespace) -> int:
-    snapshots = [read_snapshot(str(path)) for path in snapshot_files(args.inputs)]
+    files = snapshot_files(args.inputs)
+    snapshots = [read_snapshot(str(path)) for path in files]
     baselines = {}
     if args.baseline:
         reference = read_snapshot(args.baseline)
         baselines[reference.tenant_id] = control_config(reference)
-    events = replay(snapshots, baselines)
+    skipped: list[int] = []
+    events = replay(snapshots, baselines, skipped)
+    if skipped:
+        # Said, never silent: a series whose files share one collectedAt replays only the first of them.
+        names = ", ".join(str(files[index]) for index in skipped[:5]) + (" …" if len(skipped) > 5 else "")
+        print(f"authwatch replay: skipped {len(skipped)} of {len(snapshots)} snapshot(s) that are not newer than the "
+              f"tenant's previous one (same or earlier collectedAt), as the monitor would: {names}", file=sys.stderr)
     if args.format == "json":
         for event in events:
             print(json.dumps(event.to_json()))

@@ -56,3 +56,23 @@ def test_a_snapshot_saved_with_a_byte_order_mark_is_read(tmp_path, capsys):
     bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(snapshot_json()).encode())
     assert main(["evaluate", "--snapshot", str(bom), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["tenantId"]
+
+
+def test_snapshots_that_are_not_newer_are_skipped_and_said(capsys):
+    """The README's fixtures share one collectedAt: replay used to drop all but the first silently (issue 23)."""
+    assert main(["replay", "tests/fixtures/snapshots/", "-o", "json"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 of 3 snapshot(s)" in err and "unreachable.json" in err
+
+
+def test_the_shipped_series_tells_its_story(capsys):
+    """tests/fixtures/series: SMTP AUTH switched on, the block set to report-only by an admin, both fixed."""
+    assert main(["replay", "tests/fixtures/series/", "-o", "json"]) == 0
+    captured = capsys.readouterr()
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    assert "skipped" not in captured.err
+    kinds = [(event["at"][11:16], event["type"]) for event in events]
+    assert ("08:15", "basic_auth.reenabled") in kinds and ("08:30", "drift.weakened") in kinds
+    assert ("08:45", "control.recovered") in kinds
+    weakened = next(event for event in events if event["type"] == "drift.weakened")
+    assert "admin@contoso.com" in weakened["summary"]
