@@ -299,7 +299,8 @@ def test_valid_snapshots_replay_and_evaluate(documents: list[dict[str, Any]]) ->
         for index, document in enumerate(documents):
             write(tmp / f"{index}.json", document)
         code, out, err = run_cli(["replay", str(tmp)])
-        assert code == 0 and err == "", err
+        # The only thing a valid series may say on stderr: snapshots skipped for sharing a time (one line).
+        assert code == 0 and (err == "" or (err.startswith("authwatch replay: skipped ") and err.count("\n") == 1)), err
         events = [json.loads(line) for line in out.splitlines()]
         assert all(list(event) == EVENT_KEYS for event in events)
         assert [e["at"] for e in events] == sorted(e["at"] for e in events)  # collectedAt order
