@@ -6,9 +6,11 @@ AUTHWATCH_DASHBOARD_API_BASE (default "/api/", the host's default route prefix; 
 routePrefix or the API sits behind another address, e.g. API Management).
 
 What it relies on: the page, like every route, needs a function key (the Functions host answers 401 without one),
-or Easy Auth in front; it only reads (GET), and holds no token of its own: the key from its URL is what it sends.
-The state-changing API routes it could call refuse cross-site requests and non-JSON bodies whatever authenticates
-(functions/http_api.py); the page is served with a CSP that forbids framing it and loading anything else.
+or Easy Auth in front, and holds no token of its own: the key from its URL is what it sends. Its actions (alert
+ack / snooze, baseline accept) are the API's own POST routes, sent by the page with a JSON body, the key and the
+browser's Origin, so they pass the checks every state-changing route makes whatever authenticates (cross-site
+refused, JSON only: functions/http_api.py, shared/views/guard.py); the page is served with a CSP that forbids framing
+it and loading anything else. `?refresh=N` on the page's URL sets its auto-refresh (seconds, default 60).
 """
 
 from __future__ import annotations

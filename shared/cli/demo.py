@@ -220,8 +220,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{raised} alerts fired while the story unfolded, each once, each on a real change.")
         if report:
             print(f"\nHTML report of the fleet at first sight: {report}")
-        print("Dashboard: authwatch serve --demo   (then open http://127.0.0.1:8710/dashboard)")
+        # The command as a newcomer can type it right after `make demo`: authwatch lives in the venv, not on PATH.
+        print(f"Dashboard: {_command()} serve --demo   (then open http://127.0.0.1:8710/dashboard)")
     return 0 if all(outcome.failure is None for outcome in outcomes) else 1
+
+
+def _command() -> str:
+    """How to run authwatch from where the user is: the venv's script by its path when it is not on PATH."""
+    import os
+    import shutil
+
+    script = os.path.join(os.path.dirname(sys.executable), "authwatch")
+    if shutil.which("authwatch") == script or not os.path.exists(script):
+        return "authwatch"
+    relative = os.path.relpath(script)
+    return relative if not relative.startswith("..") else script
 
 
 if __name__ == "__main__":  # pragma: no cover

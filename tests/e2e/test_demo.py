@@ -36,6 +36,11 @@ def matrix(out: str) -> dict[str, dict[str, str]]:
 
 def test_demo_runs_a_cycle_and_shows_every_story():
     out = run_demo()
+    # Its last line names a command the user can run from here as printed (authwatch is in the venv, not on PATH).
+    import shutil
+
+    command = re.search(r"Dashboard: (\S+) serve --demo", out).group(1)
+    assert shutil.which(command) or os.access(command, os.X_OK), command
     table = matrix(out)
     label = {control.id: control.metadata.label for control in controls()}
     assert set(table) == {tenant["displayName"] for tenant in demo_fleet()["tenants"]}

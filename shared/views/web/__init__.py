@@ -12,6 +12,11 @@ The page is configured by a JSON block rendered into it (`render_page`):
   source     a short text naming where the data comes from (shown in the header);
   token      `authwatch serve` only: the run's token, sent back as X-Authwatch-Token with the page's own API calls
              (shared/views/guard.py). Under Functions the function key from the page's URL plays that part.
+
+The page's fleet view draws the matrix from one GET tenants (each tenant's `controlStatus` and `unreachableReason`),
+pages and filters it in the browser, keeps filters, sort and page in the URL (#/?tenants=failing&sort=name…), exports
+the filtered tenants as CSV built in the page, and refreshes itself every 60 s (`?refresh=N` on the page's URL). The
+tenant view's buttons (ack, snooze, accept baseline) call the API's POST routes through the same checks as any client.
 """
 
 from __future__ import annotations

@@ -24,8 +24,15 @@
 
   var app = document.getElementById("app");
   var timers = [];
-  var fleetState = { rows: null, sort: { key: "default", dir: 1 },
-                     filter: { text: "", tenant: "all", control: "", cell: "any" } };
+  var fleetState = { rows: null, sort: { key: "default", dir: 1 }, page: 1, size: 50, rendered: false,
+                     filter: { text: "", tenant: "all", control: "", cell: "any", tag: "" } };
+  var lastFleetHash = "#/";
+  var onPage = {};  // ids of the tenants on the fleet's current page
+  var PAGE_SIZES = [25, 50, 100, 200];
+  var COUNT_ALL_UP_TO = 100;  // fleets up to this size: every tenant's open alerts are counted, so they sort first
+  // Auto-refresh (seconds): ?refresh=N on the page's URL overrides the default of 60 (at least 1).
+  var REFRESH_SECONDS = Math.max(1, parseInt(new URLSearchParams(window.location.search).get("refresh"), 10) ||
+                                    config.refreshSeconds || 60);
 
   if (config.source) { document.getElementById("source").textContent = config.source; }
 
@@ -56,7 +63,13 @@
 
   function clear(node) { while (node.firstChild) { node.removeChild(node.firstChild); } }
 
-  function stopTimers() { timers.forEach(function (t) { clearInterval(t); }); timers = []; }
+  // `timers`: the view's (auto-refresh); `renderTimers`: one rendering's (a countdown), stopped when it is redrawn.
+  var renderTimers = [];
+  function stopTimers(renderingOnly) {
+    renderTimers.forEach(function (t) { clearInterval(t); });
+    renderTimers = [];
+    if (!renderingOnly) { timers.forEach(function (t) { clearInterval(t); }); timers = []; }
+  }
 
   function fmtTime(iso) {
     if (!iso) { return "—"; }
@@ -132,11 +145,15 @@
       return "Open the dashboard with the function key: …/api/dashboard?code=<key> (Azure portal › Function App › " +
              "App keys, or `az functionapp keys list`).";
     }
-    if (status === 404) { return "The tenant may not be registered: go back to the fleet view."; }
+    if (status === 404) {
+      return "No tenant with this id is registered (removed, or a typo in the address): pick it from the fleet.";
+    }
     if (/not configured/.test(message)) {
       return "Set AUTHWATCH_STORAGE_CONNECTION_STRING in the app settings (or run `authwatch serve --demo`).";
     }
-    return "Reload the page; if it persists, the function app's logs (Application Insights) say why.";
+    if (status === 400) { return "The request was refused as written: check the address, or go back to the fleet."; }
+    return "Reload the page; if it persists, the server's log says why (the terminal running `authwatch serve`, or " +
+           "the function app's Application Insights).";
   }
 
   function showError(error, where) {
@@ -144,7 +161,7 @@
     append(app, el("div", { "class": "error", role: "alert" },
                    el("b", { text: (where ? where + ": " : "") + (error.message || String(error)) }),
                    error.next ? el("span", { "class": "next", text: error.next }) : null));
-    if (where !== "Fleet") { append(app, el("p", {}, el("a", { href: "#/", text: "← Back to the fleet" }))); }
+    if (where !== "Fleet") { append(app, el("p", {}, el("a", { href: "#/", text: "← Back to the fleet", on: { click: backToFleet } }))); }
   }
 
   // Run `work` over `items` with at most `limit` requests in flight.
@@ -163,45 +180,65 @@
   }
 
   // --- fleet view ---------------------------------------------------------------------------------------------------
+  // One request (GET tenants: every tenant with each control's last verdict) draws the whole matrix, however large
+  // the fleet. Open alerts are counted per tenant (one request each): for every tenant when the fleet is small, for
+  // the rows on the current page when it is not.
   function loadFleet() {
     return api("tenants").then(function (body) {
-      var tenants = (body && body.tenants) || [];
-      return pool(tenants, 6, function (t) { return api("tenants/" + encodeURIComponent(t.tenantId) + "?history=1"); })
-        .then(function (details) {
-          return tenants.map(function (t, i) { return fleetRow(t, details[i]); });
-        });
+      var rows = ((body && body.tenants) || []).map(fleetRow);
+      var known = {};
+      (fleetState.rows || []).forEach(function (r) { known[r.id] = r.openAlerts; });
+      rows.forEach(function (r) { r.openAlerts = known[r.id] === undefined ? null : known[r.id]; });
+      if (rows.length > COUNT_ALL_UP_TO) { return rows; }
+      return countAlerts(rows, true).then(function () { return rows; });
     });
   }
 
-  function fleetRow(summary, detail) {
+  // Fill in open-alert counts (`all`: every row again, else only those not counted yet); resolves when done.
+  function countAlerts(rows, all) {
+    var todo = rows.filter(function (r) { return all || r.openAlerts === null; });
+    return pool(todo, 6, function (r) {
+      if (!all && !onPage[r.id]) { return Promise.resolve(); }  // paged away meanwhile: counted when shown again
+      return api("tenants/" + encodeURIComponent(r.id) + "?history=1").then(function (detail) {
+        r.openAlerts = ((detail && detail.openAlerts) || []).length;
+      });
+    });
+  }
+
+  function fleetRow(summary) {
+    var statuses = summary.controlStatus || {};
+    var unreachable = summary.status === "unreachable";
     var byControl = {};
-    var failed = !detail || detail.error;
-    var controls = failed ? [] : (detail.controls || []);
-    controls.forEach(function (c) { byControl[c.control] = { status: c.status, summary: c.summary }; });
-    var fallback = summary.status === "unreachable" ? "unknown" : "none";
     CONTROLS.forEach(function (c) {
-      if (!byControl[c.id]) {
-        byControl[c.id] = { status: fallback, summary: summary.status === "unreachable"
-          ? "authwatch cannot read this tenant: " + (summary.lastError || "see the tenant view")
-          : (failed ? "could not load this tenant's results" : "never evaluated") };
-      }
+      byControl[c.id] = { status: unreachable ? "unknown" : (STATUS_WORD[statuses[c.id]] ? statuses[c.id] : "none") };
     });
     return { id: summary.tenantId, name: summary.displayName || summary.tenantId, status: summary.status,
-             openAlerts: failed ? 0 : (detail.openAlerts || []).length, byControl: byControl,
-             lastCollectedAt: summary.lastCollectedAt, lastError: summary.lastError,
-             window: failed ? null : detail.enforcementWindow };
+             openAlerts: null, byControl: byControl, tags: summary.tags || [],
+             lastCollectedAt: summary.lastCollectedAt, lastSuccessAt: summary.lastSuccessAt,
+             reason: summary.unreachableReason || summary.lastError || null };
   }
+
+  function tenantRank(r) { return r.status in TENANT_RANK ? TENANT_RANK[r.status] : 9; }  // unreachable is 0
+
+  // Links carry the tenant's address (tenantLink); a click goes on to one control, or to the open alerts.
+  function goTo(id, part) {
+    return function (event) { event.preventDefault(); window.location.hash = tenantLink(id, part); };
+  }
+
+  function backToFleet(event) { event.preventDefault(); window.location.hash = lastFleetHash; }
+
+  function alertCount(r) { return r.openAlerts === null ? -1 : r.openAlerts; }
 
   function compareRows(a, b) {
     var s = fleetState.sort, k = s.key, d = s.dir;
     function byDefault() {
-      return (b.openAlerts - a.openAlerts) || ((TENANT_RANK[a.status] || 9) - (TENANT_RANK[b.status] || 9)) ||
+      return (alertCount(b) - alertCount(a)) || (tenantRank(a) - tenantRank(b)) ||
              a.name.localeCompare(b.name);
     }
     var r = 0;
     if (k === "name") { r = a.name.localeCompare(b.name); }
-    else if (k === "status") { r = (TENANT_RANK[a.status] || 9) - (TENANT_RANK[b.status] || 9); }
-    else if (k === "alerts") { r = b.openAlerts - a.openAlerts; }
+    else if (k === "status") { r = tenantRank(a) - tenantRank(b); }
+    else if (k === "alerts") { r = alertCount(b) - alertCount(a); }
     else if (CONTROL_BY_ID[k]) { r = CELL_RANK[a.byControl[k].status] - CELL_RANK[b.byControl[k].status]; }
     return r * d || byDefault();
   }
@@ -210,8 +247,9 @@
     var f = fleetState.filter;
     var text = f.text.trim().toLowerCase();
     if (text && row.name.toLowerCase().indexOf(text) < 0 && row.id.indexOf(text) < 0) { return false; }
-    if (f.tenant === "alerts" && !row.openAlerts) { return false; }
-    if (f.tenant === "attention" && row.status === "healthy" && !row.openAlerts) { return false; }
+    if (f.tag && row.tags.indexOf(f.tag) < 0) { return false; }
+    if (f.tenant === "alerts" && !(row.openAlerts > 0)) { return false; }
+    if (f.tenant === "attention" && row.status === "healthy" && !(row.openAlerts > 0)) { return false; }
     if (["alerts", "attention", "all"].indexOf(f.tenant) < 0 && row.status !== f.tenant) { return false; }
     if (f.cell !== "any") {
       var ids = f.control ? [f.control] : CONTROLS.map(function (c) { return c.id; });
@@ -220,40 +258,123 @@
     return true;
   }
 
-  function showFleet() {
+  function shownRows() { return fleetState.rows.filter(visible).sort(compareRows); }
+
+  // Filters, sort and page live in the URL (#/?q=…&sort=…): a reload or a shared link shows the same view.
+  var URL_KEYS = { q: "text", tenants: "tenant", control: "control", cell: "cell", tag: "tag" };
+  var FILTER_DEFAULTS = { text: "", tenant: "all", control: "", cell: "any", tag: "" };
+
+  function readFleetUrl(query) {
+    var p = new URLSearchParams(query || "");
+    var f = fleetState.filter;
+    Object.keys(URL_KEYS).forEach(function (k) { f[URL_KEYS[k]] = p.get(k) || FILTER_DEFAULTS[URL_KEYS[k]]; });
+    var sortKey = p.get("sort");
+    fleetState.sort = { key: sortKey && (sortKey === "name" || sortKey === "status" || sortKey === "alerts" ||
+                                         CONTROL_BY_ID[sortKey]) ? sortKey : "default",
+                        dir: p.get("dir") === "desc" ? -1 : 1 };
+    var size = parseInt(p.get("size"), 10);
+    fleetState.size = PAGE_SIZES.indexOf(size) >= 0 ? size : PAGE_SIZES[1];
+    fleetState.page = Math.max(1, parseInt(p.get("page"), 10) || 1);
+  }
+
+  function fleetHash() {
+    var p = new URLSearchParams(), f = fleetState.filter, s = fleetState.sort;
+    Object.keys(URL_KEYS).forEach(function (k) {
+      if (f[URL_KEYS[k]] !== FILTER_DEFAULTS[URL_KEYS[k]]) { p.set(k, f[URL_KEYS[k]]); }
+    });
+    if (s.key !== "default") { p.set("sort", s.key); if (s.dir < 0) { p.set("dir", "desc"); } }
+    if (fleetState.size !== PAGE_SIZES[1]) { p.set("size", fleetState.size); }
+    if (fleetState.page > 1) { p.set("page", fleetState.page); }
+    var query = p.toString();
+    return "#/" + (query ? "?" + query : "");
+  }
+
+  function writeFleetUrl() {
+    lastFleetHash = fleetHash();
+    if (window.location.hash !== lastFleetHash) {
+      history.replaceState(null, "", window.location.pathname + window.location.search + lastFleetHash);
+    }
+  }
+
+  function showFleet(query) {
     stopTimers();
+    readFleetUrl(query);
     document.title = "authwatch — fleet";
-    if (!fleetState.rows) { clear(app); append(app, el("p", { "class": "loading", text: "Loading the fleet…" })); }
-    loadFleet().then(function (rows) {
+    fleetState.rendered = false;
+    clear(app);
+    append(app, el("p", { "class": "loading", text: "Loading the fleet…" }));
+    refreshFleet();
+    timers.push(setInterval(refreshFleet, REFRESH_SECONDS * 1000));
+    timers.push(setInterval(tickUpdated, 1000));
+  }
+
+  function refreshFleet() {
+    var started = performance.now();
+    return loadFleet().then(function (rows) {
+      var read = performance.now();
       fleetState.rows = rows;
-      renderFleet();
-    }, function (error) { showError(error, "Fleet"); });
+      fleetState.updatedAt = Date.now();
+      fleetState.refreshError = null;
+      if (fleetState.rendered) { updateFleet(); } else { renderFleet(); }
+      // read by the browser test (1,000 tenants): the API's answer, then drawing the page from it
+      window.authwatchTimings = { apiMs: read - started, renderMs: performance.now() - read };
+    }, function (error) {
+      if (!fleetState.rendered) { showError(error, "Fleet"); return; }
+      fleetState.refreshError = error;  // keep what is shown, and say the refresh failed
+      tickUpdated();
+    });
+  }
+
+  function tickUpdated() {
+    var node = document.getElementById("updated");
+    if (!node || !fleetState.updatedAt) { return; }
+    var ago = Math.round((Date.now() - fleetState.updatedAt) / 1000);
+    node.textContent = "updated " + ago + " s ago" + (fleetState.refreshError
+      ? " · the last refresh failed: " + fleetState.refreshError.message : " · refreshes every " + REFRESH_SECONDS + " s");
+    node.className = fleetState.refreshError ? "updated stale" : "updated";
   }
 
   function renderFleet() {
     var rows = fleetState.rows;
+    fleetState.rendered = true;
     clear(app);
-    var count = function (pred) { return rows.filter(pred).length; };
-    var newest = rows.map(function (r) { return r.lastCollectedAt || ""; }).sort().pop();
     append(app, el("h1", { text: "Fleet" }),
-           el("p", { "class": "sub" }, rows.length + " tenants · data as of ", timeEl(newest),
-              " · tenants with open alerts first"));
-    append(app, el("div", { "class": "totals" },
-                   total(count(function (r) { return r.openAlerts > 0; }), "with open alerts"),
-                   total(count(function (r) { return r.status === "failing"; }), "failing"),
-                   total(count(function (r) { return r.status === "pending"; }), "in an enforcement window"),
-                   total(count(function (r) { return r.status === "unreachable"; }), "unreachable"),
-                   total(count(function (r) { return r.status === "healthy"; }), "healthy")));
+           el("p", { "class": "sub", id: "fleet-sub" }),
+           el("div", { "class": "totals", id: "totals" }));
     if (!rows.length) {
       append(app, el("p", { "class": "empty", text: "No tenants are registered yet. Onboard one with POST " +
         apiBase + "tenants (see the README), or try `authwatch serve --demo` for a scripted fleet." }));
+      updateFleet();
       return;
     }
     append(app, legend(), toolbar());
-    var table = el("table", { "class": "matrix", id: "matrix" });
+    var table = el("table", { "class": "matrix", id: "matrix" },
+                   el("caption", { "class": "sr-only", text: "Tenants and the verdict of each control" }));
     append(table, matrixHead());
     append(table, el("tbody", { id: "matrix-body" }));
-    append(app, el("div", { "class": "matrix-wrap" }, table));
+    append(app, el("div", { "class": "matrix-wrap" }, table), pager());
+    updateFleet();
+  }
+
+  function updateFleet() {
+    var rows = fleetState.rows;
+    var count = function (pred) { return rows.filter(pred).length; };
+    var newest = rows.map(function (r) { return r.lastCollectedAt || ""; }).sort().pop();
+    var sub = document.getElementById("fleet-sub");
+    clear(sub);
+    append(sub, rows.length + " tenants · data as of ", timeEl(newest), " · ",
+           el("span", { "class": "updated", id: "updated" }), " ",
+           el("button", { type: "button", "class": "link", id: "refresh-now", text: "Refresh now",
+                          on: { click: function () { refreshFleet(); } } }));
+    var totals = document.getElementById("totals");
+    clear(totals);
+    append(totals, total(rows.length > COUNT_ALL_UP_TO ? "—" : count(function (r) { return r.openAlerts > 0; }),
+                         rows.length > COUNT_ALL_UP_TO ? "open alerts: counted per page" : "with open alerts"),
+           total(count(function (r) { return r.status === "failing"; }), "failing"),
+           total(count(function (r) { return r.status === "pending"; }), "in an enforcement window"),
+           total(count(function (r) { return r.status === "unreachable"; }), "unreachable"),
+           total(count(function (r) { return r.status === "healthy"; }), "healthy"));
+    tickUpdated();
     renderMatrixBody();
   }
 
@@ -268,44 +389,66 @@
     return box;
   }
 
+  function filtersChanged() { fleetState.page = 1; renderMatrixBody(); }
+
   function toolbar() {
     var f = fleetState.filter;
-    var search = el("input", { type: "search", id: "filter-text", placeholder: "Filter by tenant name or id",
-                               "aria-label": "Filter by tenant name or id", value: f.text });
-    search.addEventListener("input", function () { f.text = search.value; renderMatrixBody(); });
-    var tenantSel = select("filter-tenant", "Tenants", [["all", "all tenants"], ["attention", "needing attention"],
+    var search = el("input", { type: "search", id: "filter-text", placeholder: "Tenant name or id", value: f.text });
+    search.addEventListener("input", function () { f.text = search.value; filtersChanged(); });
+    var tenantSel = select("filter-tenant", [["all", "all tenants"], ["attention", "needing attention"],
       ["alerts", "with open alerts"], ["failing", "failing"], ["pending", "pending (in a window)"],
       ["unreachable", "unreachable"], ["healthy", "healthy"], ["disabled", "disabled"]], f.tenant, function (v) {
-        f.tenant = v; renderMatrixBody();
+        f.tenant = v; filtersChanged();
       });
-    var controlSel = select("filter-control", "Control", [["", "any control"]].concat(CONTROLS.map(function (c) {
+    var controlSel = select("filter-control", [["", "any control"]].concat(CONTROLS.map(function (c) {
       return [c.id, c.label];
-    })), f.control, function (v) { f.control = v; renderMatrixBody(); });
-    var cellSel = select("filter-cell", "Status", [["any", "any status"], ["fail", "FAIL"], ["pending", "PENDING"],
+    })), f.control, function (v) { f.control = v; filtersChanged(); });
+    var cellSel = select("filter-cell", [["any", "any status"], ["fail", "FAIL"], ["pending", "PENDING"],
       ["unknown", "UNKNOWN"], ["not_applicable", "N/A"], ["pass", "PASS"]], f.cell, function (v) {
-        f.cell = v; renderMatrixBody();
+        f.cell = v; filtersChanged();
       });
-    return el("div", { "class": "toolbar" }, search, tenantSel, controlSel, "is", cellSel,
-              el("span", { "class": "count", id: "matrix-count" }));
+    var tags = {};
+    fleetState.rows.forEach(function (r) { r.tags.forEach(function (t) { tags[t] = true; }); });
+    if (f.tag) { tags[f.tag] = true; }
+    var tagSel = select("filter-tag", [["", "any tag"]].concat(Object.keys(tags).sort().map(function (t) {
+      return [t, t];
+    })), f.tag, function (v) { f.tag = v; filtersChanged(); });
+    return el("div", { "class": "toolbar", role: "search", "aria-label": "Filter the tenants" },
+              field("filter-text", "Find", search), field("filter-tenant", "Tenants", tenantSel),
+              field("filter-tag", "Tag", tagSel), field("filter-control", "Control", controlSel),
+              field("filter-cell", "is", cellSel),
+              el("span", { "class": "count", id: "matrix-count", "aria-live": "polite" }),
+              el("span", { "class": "export" },
+                 el("button", { type: "button", id: "export-csv", text: "Export CSV",
+                                title: "Download the tenants matching these filters (every page) as CSV",
+                                on: { click: exportCsv } }),
+                 el("span", { "class": "when", text: " HTML report: authwatch report --format html" })));
   }
 
-  function select(id, label, options, value, onChange) {
-    var node = el("select", { id: id, "aria-label": label });
+  function field(id, label, control) {
+    return el("span", { "class": "field" }, el("label", { "for": id, text: label }), control);
+  }
+
+  function select(id, options, value, onChange) {
+    var node = el("select", { id: id });
     options.forEach(function (o) { append(node, el("option", { value: o[0], text: o[1], selected: o[0] === value })); });
     node.addEventListener("change", function () { onChange(node.value); });
     return node;
   }
 
+  // Sort headers are buttons (Tab reaches them, Enter/Space sort); the sorted column says so in aria-sort.
   function matrixHead() {
     var s = fleetState.sort;
     function th(keyName, label, title, cls) {
-      var arrow = s.key === keyName ? (s.dir > 0 ? "▲" : "▼") : "";
-      return el("th", { "class": cls || null, "data-sort": keyName, title: title || null, scope: "col",
-                        "aria-sort": s.key === keyName ? (s.dir > 0 ? "ascending" : "descending") : null,
-                        on: { click: function () { sortBy(keyName); } } },
-                label, el("span", { "class": "arrow", text: arrow }));
+      var sorted = s.key === keyName;
+      return el("th", { "class": cls || null, "data-sort": keyName, scope: "col",
+                        "aria-sort": sorted ? (s.dir > 0 ? "ascending" : "descending") : "none",
+                        on: { click: function () { sortBy(keyName); } } },  // the button's click, or the cell's
+                el("button", { type: "button", "class": "sort", title: (title || label) + ": sort by this column" },
+                   label, el("span", { "class": "arrow", "aria-hidden": "true",
+                                       text: sorted ? (s.dir > 0 ? "▲" : "▼") : "" })));
     }
-    var row = el("tr", {}, th("name", "Tenant"), th("status", "Status"), th("alerts", "Open alerts"));
+    var row = el("tr", {}, th("name", "Tenant", null, "tenant"), th("status", "Status"), th("alerts", "Open alerts"));
     CONTROLS.forEach(function (c) { append(row, th(c.id, c.label, c.title + " (" + c.id + ")", "control")); });
     return el("thead", {}, row);
   }
@@ -314,66 +457,202 @@
     var s = fleetState.sort;
     s.dir = s.key === keyName ? -s.dir : 1;
     s.key = keyName;
+    fleetState.page = 1;
     var table = document.getElementById("matrix");
     table.replaceChild(matrixHead(), table.tHead);
+    var button = table.querySelector('th[data-sort="' + keyName + '"] button');
+    if (button) { button.focus(); }  // a keyboard user stays on the header they sorted by
     renderMatrixBody();
+  }
+
+  function pager() {
+    var size = select("page-size", PAGE_SIZES.map(function (n) { return [String(n), n + " per page"]; }),
+                      String(fleetState.size), function (v) {
+                        fleetState.size = parseInt(v, 10); fleetState.page = 1; renderMatrixBody();
+                      });
+    return el("nav", { "class": "pager", "aria-label": "Pages of tenants" },
+      el("button", { type: "button", id: "page-prev", text: "← Previous",
+                     on: { click: function () { fleetState.page -= 1; renderMatrixBody(); } } }),
+      el("span", { id: "page-info", "aria-live": "polite" }),
+      el("button", { type: "button", id: "page-next", text: "Next →",
+                     on: { click: function () { fleetState.page += 1; renderMatrixBody(); } } }),
+      field("page-size", "Show", size));
   }
 
   function renderMatrixBody() {
     var body = document.getElementById("matrix-body");
-    if (!body) { return; }
-    clear(body);
-    var rows = fleetState.rows.filter(visible).sort(compareRows);
-    rows.forEach(function (r) {
-      var tr = el("tr", { "data-tenant-id": r.id, "data-tenant-name": r.name, "data-open-alerts": r.openAlerts },
-        el("td", { "class": "tenant" }, el("a", { href: tenantLink(r.id), text: r.name }),
-           el("span", { "class": "tid mono", text: r.id })),
-        el("td", { "class": "meta" }, tenantBadge(r.status)),
-        el("td", { "class": "meta" }, r.openAlerts
-          ? el("span", { "class": "alerts-count", text: r.openAlerts })
-          : el("span", { "class": "alerts-none", text: "0" })));
-      CONTROLS.forEach(function (c) {
-        var cell = r.byControl[c.id];
-        append(tr, el("td", { "class": "cell " + statusCellClass(cell.status), "data-control": c.id,
-                              "data-status": cell.status, title: c.title + ": " + cell.summary,
-                              on: { click: function () { window.location.hash = tenantLink(r.id, c.id); } } },
-                      STATUS_WORD[cell.status] || cell.status));
-      });
-      append(body, tr);
-    });
-    var counter = document.getElementById("matrix-count");
-    if (counter) { counter.textContent = rows.length + " of " + fleetState.rows.length + " tenants"; }
+    if (!body) { writeFleetUrl(); return; }
+    var rows = shownRows();
+    var pages = Math.max(1, Math.ceil(rows.length / fleetState.size));
+    fleetState.page = Math.min(Math.max(1, fleetState.page), pages);
+    var first = (fleetState.page - 1) * fleetState.size;
+    var pageRows = rows.slice(first, first + fleetState.size);
+    onPage = {};
+    pageRows.forEach(function (r) { onPage[r.id] = true; });
+    var fragment = document.createDocumentFragment();
+    pageRows.forEach(function (r) { fragment.appendChild(matrixRow(r)); });
     if (!rows.length) {
-      append(body, el("tr", {}, el("td", { colspan: 3 + CONTROLS.length, "class": "empty",
-                                            text: "No tenant matches these filters." })));
+      fragment.appendChild(el("tr", {}, el("td", { colspan: 3 + CONTROLS.length, "class": "empty",
+                                                   text: "No tenant matches these filters." })));
+    }
+    clear(body);
+    body.appendChild(fragment);
+    document.getElementById("matrix-count").textContent = rows.length + " of " + fleetState.rows.length + " tenants";
+    document.getElementById("page-info").textContent = rows.length
+      ? "Page " + fleetState.page + " of " + pages + " (" + (first + 1) + "–" + (first + pageRows.length) + ")" : "";
+    document.getElementById("page-prev").disabled = fleetState.page <= 1;
+    document.getElementById("page-next").disabled = fleetState.page >= pages;
+    writeFleetUrl();
+    var uncounted = pageRows.filter(function (r) { return r.openAlerts === null; });
+    if (uncounted.length) {
+      countAlerts(uncounted, false).then(function () {
+        uncounted.forEach(function (r) {
+          var tr = body.querySelector('tr[data-tenant-id="' + r.id + '"]');
+          if (tr) { tr.replaceWith(matrixRow(r)); }
+        });
+      });
     }
   }
 
+  function matrixRow(r) {
+    var tr = el("tr", { "data-tenant-id": r.id, "data-tenant-name": r.name,
+                        "data-open-alerts": r.openAlerts === null ? "" : r.openAlerts },
+      el("th", { "class": "tenant", scope: "row" }, el("a", { href: tenantLink(r.id), text: r.name }),
+         el("span", { "class": "tid mono", text: r.id }),
+         r.tags.length ? el("span", { "class": "tags", text: r.tags.join(" · ") }) : null),
+      el("td", { "class": "meta" }, tenantBadge(r.status)),
+      el("td", { "class": "meta" }, r.openAlerts === null ? el("span", { "class": "alerts-none", text: "…",
+                                                                         title: "counting" })
+        : r.openAlerts ? el("a", { "class": "alerts-count", href: tenantLink(r.id), text: r.openAlerts,
+                                   "aria-label": r.openAlerts + " open alerts", on: { click: goTo(r.id, "alerts") } })
+        : el("span", { "class": "alerts-none", text: "0" })));
+    if (r.status === "unreachable") {
+      append(tr, el("td", { "class": "cell unreachable", colspan: CONTROLS.length, "data-status": "unreachable" },
+        el("b", { text: "Cannot read this tenant: " }), r.reason || "no error recorded",
+        r.lastSuccessAt ? el("span", { "class": "when" }, " · last read ", timeEl(r.lastSuccessAt)) : null));
+      return tr;
+    }
+    CONTROLS.forEach(function (c) {
+      var status = r.byControl[c.id].status;
+      append(tr, el("td", { "class": "cell " + statusCellClass(status), "data-control": c.id, "data-status": status },
+                    el("a", { href: tenantLink(r.id), on: { click: goTo(r.id, c.id) },
+                              title: c.title + ": " + (STATUS_HELP[status] || status),
+                              "aria-label": c.label + ": " + (STATUS_WORD[status] || status),
+                              text: STATUS_WORD[status] || status })));
+    });
+    return tr;
+  }
+
+  // Export: the tenants matching the filters (every page, in the order shown), built here from what is shown.
+  function exportCsv() {
+    var header = ["tenantId", "tenant", "status", "openAlerts", "tags"].concat(CONTROLS.map(function (c) {
+      return c.id;
+    })).concat(["lastCollectedAt", "unreachableReason"]);
+    var lines = [header.map(csvCell).join(",")];
+    shownRows().forEach(function (r) {
+      lines.push([r.id, r.name, r.status, r.openAlerts === null ? "" : r.openAlerts, r.tags.join(" ")]
+        .concat(CONTROLS.map(function (c) { return r.status === "unreachable" ? "unreachable" : r.byControl[c.id].status; }))
+        .concat([r.lastCollectedAt || "", r.status === "unreachable" ? (r.reason || "") : ""]).map(csvCell).join(","));
+    });
+    var blob = new Blob(["\ufeff" + lines.join("\r\n") + "\r\n"], { type: "text/csv;charset=utf-8" });
+    var link = el("a", { download: "authwatch-fleet-" + new Date().toISOString().slice(0, 16).replace(/[-:T]/g, "") +
+                         ".csv", "class": "offscreen" });
+    link.href = URL.createObjectURL(blob);  // the page's own text, never a URL from the data
+    document.body.appendChild(link);
+    link.click();
+    setTimeout(function () { URL.revokeObjectURL(link.href); link.remove(); }, 1000);
+  }
+
+  // RFC 4180 quoting; a cell a spreadsheet would run as a formula (=, +, -, @) is prefixed with '.
+  function csvCell(value) {
+    var text = String(value === null || value === undefined ? "" : value);
+    if (/^[=+\-@\t\r]/.test(text)) { text = "'" + text; }
+    return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+  }
+
   // --- tenant view --------------------------------------------------------------------------------------------------
+  var GUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
+  var flash = null;  // what the last action did, shown once on the next rendering of the tenant
+
   function showTenant(id, focus) {
     stopTimers();
     clear(app);
+    if (!GUID.test(id)) {
+      showError({ message: "“" + id + "” is not a tenant id",
+                  next: "Tenant ids are GUIDs such as 8c1d0f4e-1a2b-4c3d-8e9f-000000000001: check the address, or " +
+                        "pick the tenant from the fleet." }, "Tenant");
+      return;
+    }
     append(app, el("p", { "class": "loading", text: "Loading the tenant…" }));
-    api("tenants/" + encodeURIComponent(id) + "?history=200").then(function (detail) {
-      renderTenant(detail, performance.now());
+    loadTenant(id).then(function () {
       if (focus) {
-        var target = document.getElementById("control-" + focus);
+        var target = document.getElementById(focus === "alerts" ? "open-alerts" : "control-" + focus);
+        var folded = target && target.closest("details");
+        if (folded) { folded.open = true; }
         if (target) { target.scrollIntoView({ block: "start" }); }
       } else { window.scrollTo(0, 0); }
+      timers.push(setInterval(function () {  // auto-refresh, keeping the reader's place
+        var y = window.scrollY;
+        loadTenant(id).then(function () { window.scrollTo(0, y); }, function () {});
+      }, REFRESH_SECONDS * 1000));
     }, function (error) { showError(error, "Tenant " + id); });
   }
 
+  function loadTenant(id) {
+    return api("tenants/" + encodeURIComponent(id) + "?history=200").then(function (detail) {
+      renderTenant(detail, performance.now());
+    });
+  }
+
+  // An action from the page: POST through api() (JSON body, the run's token or the function key: what the server's
+  // guard requires), then the tenant is read again and the page says what happened; on failure it says why.
+  function act(button, path, body, done) {
+    var tenantId = currentTenant;
+    button.disabled = true;
+    return api(path, { method: "POST", body: body }).then(function (answer) {
+      flash = { ok: true, text: done(answer || {}) };
+      return loadTenant(tenantId);
+    }, function (error) {
+      button.disabled = false;
+      say({ ok: false, text: "Not done: " + error.message + (error.next ? " " + error.next : "") });
+    });
+  }
+
+  function say(message) {
+    var box = document.getElementById("action-status");
+    if (!box) { return; }
+    box.className = message ? (message.ok ? "notice ok" : "notice error") : "";
+    box.textContent = message ? message.text : "";
+  }
+
+  var currentTenant = null;
+
   function renderTenant(t, loadedAt) {
+    stopTimers(true);
     clear(app);
+    currentTenant = t.tenantId;
     document.title = "authwatch — " + (t.displayName || t.tenantId);
-    append(app, el("div", { "class": "crumbs" }, el("a", { href: "#/", text: "← Fleet" })));
+    append(app, el("div", { "class": "crumbs" }, el("a", { href: "#/", text: "← Fleet", on: { click: backToFleet } }),
+                   el("span", { "class": "when", id: "updated" })));
+    var updatedAt = Date.now();
+    var tick = function () {
+      var node = document.getElementById("updated");
+      if (node) { node.textContent = " · updated " + Math.round((Date.now() - updatedAt) / 1000) + " s ago · refreshes " +
+                                     "every " + REFRESH_SECONDS + " s"; }
+    };
+    renderTimers.push(setInterval(tick, 1000));
+    setTimeout(tick, 0);
+    var status = el("div", { id: "action-status", role: "status", "aria-live": "polite" });
+    append(app, status);
     append(app, el("h1", { id: "tenant-name" }, (t.displayName || t.tenantId) + " ", tenantBadge(t.status)));
     append(app, el("div", { "class": "facts" },
       el("span", {}, "Tenant ", el("b", { "class": "mono", text: t.tenantId })),
       el("span", {}, "Last evaluated ", el("b", {}, timeEl(t.lastCollectedAt))),
       el("span", {}, "Baseline ", el("b", { text: t.hasBaseline ? "captured" : "none yet" })),
       t.consecutiveFailures ? el("span", {}, "Failed runs in a row ", el("b", { text: t.consecutiveFailures })) : null,
-      (t.tags || []).length ? el("span", {}, "Tags ", el("b", { text: t.tags.join(", ") })) : null));
+      (t.tags || []).length ? el("span", {}, "Tags ", el("b", { text: t.tags.join(", ") })) : null),
+      baselineAction(t));
+    if (flash) { say(flash); flash = null; }
     if (t.lastError) {
       append(app, el("div", { "class": "error", role: "alert" }, el("b", { text: t.lastError })));
     }
@@ -391,8 +670,25 @@
         ? "No results: authwatch has never been able to read this tenant (see the error above)."
         : "No results stored yet: the tenant has not been evaluated." }));
     }
-    ordered.forEach(function (c) { append(app, controlCard(c)); });
-    append(app, historySection(t.history || []));
+    // Failing first (then pending, unknown), in catalogue order within each; what holds is folded away below.
+    var rank = function (c) { return CELL_RANK[c.status] === undefined ? 3 : CELL_RANK[c.status]; };
+    var sorted = ordered.map(function (c, i) { return [c, i]; }).sort(function (a, b) {
+      return (rank(a[0]) - rank(b[0])) || (a[1] - b[1]);
+    }).map(function (pair) { return pair[0]; });
+    var open = sorted.filter(function (c) { return c.status !== "pass" && c.status !== "not_applicable"; });
+    var fine = sorted.filter(function (c) { return c.status === "pass" || c.status === "not_applicable"; });
+    if (ordered.length && !open.length) { append(app, el("p", { "class": "empty", text: "Every control holds." })); }
+    open.forEach(function (c) { append(app, controlCard(c)); });
+    if (fine.length) {
+      var folded = el("details", { id: "passing-controls", "class": "passing" },
+                      el("summary", { text: "Passing or not applicable (" + fine.length + ")" }));
+      fine.forEach(function (c) { append(folded, controlCard(c)); });
+      append(app, folded);
+    }
+    var openIds = {};
+    (t.openAlerts || []).forEach(function (a) { openIds[a.id] = true; });
+    append(app, historySection((t.history || []).filter(function (e) { return !openIds[e.id]; }),
+                               (t.openAlerts || []).length));
     if ((t.failedDeliveries || []).length) { append(app, failedDeliveriesSection(t.failedDeliveries)); }
   }
 
@@ -430,7 +726,7 @@
         counter.textContent = left > 0 ? duration(left) + " left"
           : "closed — the next evaluation confirms enforcement or reports a gap";
       };
-      timers.push(setInterval(tick, 1000));
+      renderTimers.push(setInterval(tick, 1000));
       append(card, counter, el("p", {}, "A new legacy-auth block can take up to " + w.windowHours +
         " hours to bite. Successful legacy sign-ins are expected until ", timeEl(w.windowClosesAt),
         "; after that each one is an enforcement gap."));
@@ -521,13 +817,76 @@
     var card = el("section", { "class": "card", id: "open-alerts" },
                   el("h3", { text: "Open alerts (" + alerts.length + ")" }));
     if (!alerts.length) { append(card, el("p", { "class": "empty", text: "No open alert." })); return card; }
+    var by = el("input", { type: "text", id: "ack-by", autocomplete: "name", maxlength: 200,
+                           placeholder: "e.g. you@msp.example", value: remembered("authwatch.ackBy") });
+    by.addEventListener("change", function () { remember("authwatch.ackBy", by.value.trim()); });
+    append(card, el("p", { "class": "field" }, el("label", { "for": "ack-by", text: "Acknowledge as (optional) " }),
+                    by));
     var list = el("ul", { "class": "alerts" });
-    alerts.forEach(function (a) { append(list, eventItem(a)); });
+    alerts.forEach(function (a) { append(list, eventItem(a, alertActions(a, by))); });
     append(card, list);
     return card;
   }
 
-  function eventItem(e) {
+  function remembered(name) { try { return localStorage.getItem(name) || ""; } catch (e) { return ""; } }
+  function remember(name, value) { try { localStorage.setItem(name, value); } catch (e) { /* private mode */ } }
+
+  var SNOOZES = [["1", "1 hour"], ["4", "4 hours"], ["24", "1 day"], ["168", "7 days"]];
+
+  function alertActions(a, by) {
+    var base = "tenants/" + encodeURIComponent(a.tenantId || currentTenant) + "/alerts/" + encodeURIComponent(a.id);
+    var what = a.type + " (" + a.id + ")";
+    var done = Boolean(a.acknowledged || a.acknowledgedAt);
+    var ack = el("button", { type: "button", "class": "action", "data-action": "ack",
+                             "aria-label": (done ? "Acknowledge again " : "Acknowledge ") + "alert " + what,
+                             text: done ? "Acknowledge again" : "Acknowledge" });
+    ack.addEventListener("click", function () {
+      var who = by.value.trim();
+      act(ack, base + "/ack", who ? { by: who } : {}, function () {
+        return "Alert " + a.id + " acknowledged" + (who ? " by " + who : "") + ": it stays open until resolved, " +
+               "without reminders.";
+      });
+    });
+    var hours = el("select", { id: "snooze-for-" + a.id, "aria-label": "Snooze alert " + what + " for" },
+                   SNOOZES.map(function (o) { return el("option", { value: o[0], text: o[1], selected: o[0] === "24" }); }));
+    var snooze = el("button", { type: "button", "class": "action", "data-action": "snooze",
+                                "aria-label": "Snooze alert " + what, text: "Snooze" });
+    snooze.addEventListener("click", function () {
+      var until = new Date(Date.now() + parseInt(hours.value, 10) * 3600000).toISOString().replace(/\.\d+Z$/, "Z");
+      act(snooze, base + "/snooze", { until: until }, function (answer) {
+        return "Alert " + a.id + " snoozed until " + fmtTime(answer.snoozedUntil || until) + ".";
+      });
+    });
+    return el("div", { "class": "actions" }, ack, " ", snooze, " ", el("span", { "class": "when", text: "for" }), " ",
+              hours);
+  }
+
+  // Accept the tenant's current configuration as its approved baseline: two steps, it changes what drift means.
+  function baselineAction(t) {
+    var box = el("span", { "class": "baseline-action" });
+    var start = el("button", { type: "button", id: "accept-baseline", "class": "action",
+                               text: t.hasBaseline ? "Accept current configuration as baseline…" : "Capture baseline…" });
+    start.addEventListener("click", function () {
+      clear(box);
+      var confirm = el("button", { type: "button", id: "accept-baseline-confirm", "class": "action primary",
+                                   text: "Accept as baseline" });
+      var cancel = el("button", { type: "button", "class": "action", text: "Cancel",
+                                  on: { click: function () { clear(box); append(box, start); start.focus(); } } });
+      confirm.addEventListener("click", function () {
+        act(confirm, "tenants/" + encodeURIComponent(t.tenantId) + "/baseline/accept", {}, function (answer) {
+          return "Baseline accepted (" + (answer.items === undefined ? "?" : answer.items) + " items): drift is now " +
+                 "measured from this tenant's current configuration.";
+        });
+      });
+      append(box, el("span", { text: "Drift will be measured from the configuration as it is now. " }), confirm, " ",
+             cancel);
+      confirm.focus();
+    });
+    append(box, start);
+    return box;
+  }
+
+  function eventItem(e, actions) {
     return el("li", { "data-event-type": e.type, "data-event-id": e.id },
       el("span", { "class": "etype", text: e.type }), " ",
       el("span", { "class": "sev-" + e.severity, text: e.severity }), " ",
@@ -536,7 +895,9 @@
         text: "acknowledged" + (e.acknowledgedBy ? " by " + e.acknowledgedBy : "") }) : null,
       e.snoozed ? el("span", { "class": "flag", text: "snoozed until " + fmtTime(e.snoozedUntil) }) : null,
       el("div", { text: e.summary }),
-      e.control ? el("div", { "class": "when", text: controlTitle(e.control) }) : null);
+      e.control ? el("div", { "class": "when", text: controlTitle(e.control) }) : null,
+      e.id ? el("div", { "class": "when" }, "Alert id ", el("code", { "class": "alert-id", text: e.id })) : null,
+      actions || null);
   }
 
   function show(value) {
@@ -676,10 +1037,12 @@
     });
   }
 
-  function historySection(history) {
-    var section = el("section", { id: "history" }, el("h2", { text: "Alert history (" + history.length + ")" }));
+  function historySection(history, openCount) {
+    var section = el("section", { id: "history" }, el("h2", { text: "Alert history (" + history.length +
+      (openCount ? "; the " + openCount + " open alert" + (openCount > 1 ? "s are" : " is") + " above)" : ")") }));
     if (!history.length) {
-      append(section, el("p", { "class": "empty", text: "Nothing has happened yet." }));
+      append(section, el("p", { "class": "empty", text: openCount ? "Nothing else has happened yet."
+                                                                   : "Nothing has happened yet." }));
       return section;
     }
     var list = el("ul", { "class": "events" });
@@ -690,8 +1053,16 @@
 
   // --- routing ------------------------------------------------------------------------------------------------------
   function route() {
-    var match = /^#\/tenants\/([^/]+)(?:\/([a-z_]+))?$/.exec(window.location.hash || "");
-    if (match) { showTenant(decodeURIComponent(match[1]), match[2]); } else { showFleet(); }
+    var hash = window.location.hash || "";
+    var match = /^#\/tenants\/([^/?]*)(?:\/([a-z_]+))?$/.exec(hash);
+    if (match) {
+      var id = "";
+      try { id = decodeURIComponent(match[1]); } catch (e) { id = match[1]; }
+      showTenant(id, match[2]);
+      return;
+    }
+    var query = /^#\/?\?(.*)$/.exec(hash);
+    showFleet(query ? query[1] : "");
   }
 
   window.addEventListener("hashchange", route);
