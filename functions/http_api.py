@@ -27,6 +27,7 @@ import azure.functions as func
 
 from shared.settings import SettingsError
 from shared.views import api, guard
+from shared.views.report_route import Download, report_download
 
 bp = func.Blueprint()
 log = logging.getLogger("authwatch.http")
@@ -36,6 +37,9 @@ Handler = Callable[[func.HttpRequest, Any, datetime], Awaitable[tuple[int, Any]]
 
 
 def _json(status: int, body: Any) -> func.HttpResponse:
+    if isinstance(body, Download):  # the report: a file with its own media type, not the API's JSON
+        return func.HttpResponse(body.content, status_code=status, mimetype=body.media_type.split(";")[0],
+                                 charset="utf-8", headers={"Content-Disposition": body.disposition})
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
 
 
@@ -164,6 +168,11 @@ async def evaluate_now(req, fleet, now):
 async def acknowledge_alert(req, fleet, now):
     return 200, await api.acknowledge_alert(fleet, _tenant(req), req.route_params.get("alertId"), body_of(req),
                                             now=now)
+
+
+@route("report", ["GET"])
+async def report(req, fleet, now):
+    return 200, await report_download(fleet, req.params, now=now)
 
 
 @route("tenants/{tenantId}/alerts/{alertId}/snooze", ["POST"])

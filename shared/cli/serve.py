@@ -195,6 +195,7 @@ class DashboardServer:
         from aiohttp import web
 
         from shared.views import api
+        from shared.views.report_route import Download, report_download
 
         async def page(request: web.Request) -> web.Response:
             from shared.views.web import render_page
@@ -234,6 +235,9 @@ class DashboardServer:
             return 200, await api.snooze_alert(self.fleet, tenant(request), request.match_info["alertId"],
                                                await _body(request), now=now)
 
+        async def report(request: web.Request, now: datetime) -> tuple[int, Any]:
+            return 200, await report_download(self.fleet, request.query, now=now)
+
         async def unknown(request: web.Request, now: datetime) -> tuple[int, Any]:
             return 404, {"error": f"no route {request.method} {request.path} in `authwatch serve` (it answers the "
                                   "dashboard's read routes, baseline accept and alert ack/snooze; onboarding and "
@@ -255,6 +259,9 @@ class DashboardServer:
                                      "running `authwatch serve` has the details)"}
                 log.info("request", extra={"path": request.path, "status": status,
                                            "duration_ms": round((time.monotonic() - started) * 1000)})
+                if isinstance(body, Download):
+                    return web.Response(text=body.content, status=status, content_type=body.media_type.split(";")[0],
+                                        charset="utf-8", headers={"Content-Disposition": body.disposition})
                 return web.json_response(body, status=status)
             return respond
 
@@ -266,6 +273,7 @@ class DashboardServer:
         application.router.add_get(base, json_route(get_tenant))
         application.router.add_get(base + "/results", json_route(tenant_results))
         application.router.add_get(base + "/history", json_route(tenant_history))
+        application.router.add_get("/api/report", json_route(report))
         application.router.add_post(base + "/baseline/accept", json_route(accept_baseline))
         application.router.add_post(base + "/alerts/{alertId}/ack", json_route(acknowledge_alert))
         application.router.add_post(base + "/alerts/{alertId}/snooze", json_route(snooze_alert))

@@ -186,6 +186,19 @@ def test_export_downloads_the_filtered_tenants_as_csv(page):
     assert "entra_legacy_auth_blocked" in rows[0] and rows[0]["tenant"]
 
 
+def test_the_html_report_button_opens_the_report_of_the_filters(page):
+    page.goto("/dashboard")
+    fleet_ready(page)
+    page.select_option("#filter-tenant", "failing")
+    with page.context.expect_page() as opened:
+        page.click("#export-report")
+    report = opened.value
+    report.wait_for_load_state()
+    assert "/api/report?format=html&failingOnly=true" in report.url
+    assert "authwatch" in report.title().lower() and report.locator("body").inner_text().strip()
+    report.close()
+
+
 def test_filters_and_sort_survive_a_reload(page):
     page.goto("/dashboard")
     fleet_ready(page)

@@ -63,6 +63,7 @@ def test_app_declares_the_triggers_schedules_queues_and_routes(app_functions):
         ("tenants/{tenantId}/alerts/{alertId}/snooze", ("POST",)): "snooze_alert",
         ("dashboard", ("GET",)): "dashboard",
         ("tenants/{tenantId}/deliveries/failed", ("GET",)): "tenant_failed_deliveries",
+        ("report", ("GET",)): "report",
     }
 
 
@@ -184,6 +185,21 @@ def test_timer_to_workers_to_tables_to_alerts(app_functions, fleet_env, storage_
     assert status == 200 and history["events"] and len(history["events"]) <= 5
     status, failed = http(fns["tenant_failed_deliveries"], "GET", "x", route={"tenantId": SMTP_ON})
     assert status == 200 and failed["failedDeliveries"] == []  # no channel configured: nothing failed
+
+    # The report as a download (the dashboard's "HTML report" button): the same document `authwatch report` writes.
+    answer = asyncio.run(fns["report"].get_user_function()(func.HttpRequest(
+        method="GET", url="http://localhost/api/report", body=b"",
+        params={"format": "csv", "tenant": SMTP_ON, "status": "fail"})))
+    assert answer.status_code == 200 and answer.mimetype == "text/csv"
+    assert answer.headers["Content-Disposition"] == 'attachment; filename="authwatch-report.csv"'
+    rows = answer.get_body().decode("utf-8").splitlines()
+    assert len(rows) > 1 and all(",fail," in row for row in rows[1:]) and "exo_smtp_auth_disabled" in rows[1]
+    page = asyncio.run(fns["report"].get_user_function()(func.HttpRequest(
+        method="GET", url="http://localhost/api/report", body=b"", params={"failingOnly": "true"})))
+    assert page.status_code == 200 and page.mimetype == "text/html" and b"Fabrikam" in page.get_body()
+    assert http(fns["report"], "GET", "report", params={"status": "broken"}) == (
+        400, {"error": "status: 'broken' is not one of fail, not_applicable, pass, pending, unknown"})
+    assert http(fns["report"], "GET", "report", params={"format": "pdf"})[0] == 400
 
 
 def test_poison_message_is_recorded_against_the_tenant(app_functions, fleet_env):

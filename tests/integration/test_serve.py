@@ -114,6 +114,16 @@ def test_errors_are_json_and_say_what_is_wrong(server, path, status, phrase):
     assert got == status and phrase in body["error"]
 
 
+def test_the_report_is_served_as_a_download_from_the_same_filters(server):
+    status, headers, body = get(f"{server.url}/api/report?format=html&failingOnly=true")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert headers["Content-Disposition"] == 'inline; filename="authwatch-report.html"' and b"Fabrikam" in body
+    status, headers, body = get(f"{server.url}/api/report?format=ocsf&control=exo_smtp_auth_disabled")
+    findings = json.loads(body)
+    assert status == 200 and findings and {f["class_uid"] for f in findings} == {2003}
+    assert get_json(f"{server.url}/api/report?control=nope")[0] == 400
+
+
 def test_alert_actions_go_through_the_service_functions(server):
     _status, fabrikam = get_json(f"{server.url}/api/tenants/{FABRIKAM}")
     alert = fabrikam["openAlerts"][-1]

@@ -422,7 +422,9 @@
                  el("button", { type: "button", id: "export-csv", text: "Export CSV",
                                 title: "Download the tenants matching these filters (every page) as CSV",
                                 on: { click: exportCsv } }),
-                 el("span", { "class": "when", text: " HTML report: authwatch report --format html" })));
+                 el("button", { type: "button", id: "export-report", text: "HTML report",
+                                title: "Open the printable report of these filters (the API's /report)",
+                                on: { click: openReport } })));
   }
 
   function field(id, label, control) {
@@ -542,6 +544,20 @@
     });
     return tr;
   }
+
+  // The printable report of what the filters ask for, from the API (GET report: same protections as any read).
+  // Built from the page's own selects (fixed values, the catalogue's ids), never from tenant data.
+  function reportUrl() {
+    var f = fleetState.filter;
+    var query = ["format=html"];
+    if (f.tenant === "failing" || f.tenant === "attention") { query.push("failingOnly=true"); }
+    if (f.control) { query.push("control=" + encodeURIComponent(f.control)); }
+    if (f.cell && f.cell !== "any") { query.push("status=" + encodeURIComponent(f.cell)); }
+    if (key) { query.push("code=" + encodeURIComponent(key)); }
+    return apiBase + "report?" + query.join("&");
+  }
+
+  function openReport() { window.open(reportUrl(), "_blank", "noopener"); }
 
   // Export: the tenants matching the filters (every page, in the order shown), built here from what is shown.
   function exportCsv() {
