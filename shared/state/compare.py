@@ -35,6 +35,7 @@ from shared.state.attribution import find_author, policy_modified_in
 from shared.state.config import Config, control_config, merge
 from shared.state.drift import NEUTRAL, REENABLED, STRENGTHENED, WEAKENED, Change, diff
 from shared.state.events import Event
+from shared.state.windows import advance
 
 BLOCK_CONTROL = "entra_legacy_auth_blocked"
 SIGNINS_CONTROL = "entra_legacy_signins_blocked"
@@ -237,12 +238,14 @@ class _Cycle:
             return find_author(self.snapshot, target_id=None, activity_words=("security defaults",), since=self.since)
         return {}
 
-    def drift(self, current: Config, results: list[ControlResult]) -> None:
+    def changes(self, current: Config) -> list[Change]:
+        """What changed since the last cycle (or, on first sight, against the approved baseline)."""
         reference = self.previous.get("config") if self.previous else self.baseline
-        if not reference:
-            return
+        return diff(reference, current) if reference else []
+
+    def drift(self, changes: list[Change], current: Config, results: list[ControlResult]) -> None:
         blocked = next(r for r in results if r.control == BLOCK_CONTROL).status == Status.PASS
-        for change in diff(reference, current):
+        for change in changes:
             effect = change.effect
             if change.key == "securityDefaults.isEnabled" and effect == WEAKENED and not blocked:
                 effect = REENABLED  # security defaults off and no CA block: legacy auth is open again
@@ -326,7 +329,12 @@ def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: 
     replaced = cycle.enforcement_outcome(tracked, results)
     controls_state = cycle.transitions(results, replaced)
     current = control_config(snapshot)
-    cycle.drift(current, results)
+    changes = cycle.changes(current)
+    cycle.drift(changes, current, results)
+    # Exchange's windows open on a change seen between two cycles, never on first sight (state/windows.py).
+    seen = (previous or {}).get("config") or {}
+    windows = advance((previous or {}).get("windows") or [], changes if seen else [], seen, current, snapshot,
+                      at=snapshot.collected_at, hours=snapshot.enforcement_window_hours, emit=cycle.event)
     new_baseline = None if baseline is not None else current
     state = {
         "version": STATE_VERSION,
@@ -342,6 +350,7 @@ def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: 
         "controls": controls_state,
         "config": merge((previous or {}).get("config"), current),
         "enforcement": tracked,
+        "windows": windows,
         "partialErrors": {source: e.to_json() for source, e in snapshot.errors.items()},
         "recentLegacySignIns": remembered,
         **_unread_signins(snapshot),
