@@ -267,6 +267,10 @@ class _Cycle:
                                 "note": f.note} for f in change.fields],
                    "matchesBaseline": baseline_value == current.get(change.section, {}).get(change.key),
                    **self.author(change)}
+        if effect == REENABLED:
+            # The same documented lag runs the other way: clients may work again as soon as the change propagates,
+            # and at the latest by then (state/windows.py).
+            details["canWorkAgainBy"] = format_time(self.at + timedelta(hours=self.snapshot.enforcement_window_hours))
         who = f" by {details['changedBy']}" if details.get("changedBy") else ""
         kind, severity, verb = {
             REENABLED: (ev.BASIC_AUTH_REENABLED, "high", "Basic authentication re-enabled"),

@@ -94,7 +94,8 @@ def test_a_protection_switched_off_again_cancels_its_window():
     events = replay([snap(0, transport=False), snap(1), snap(2, transport=False),
                      snap(30, transport=False, signins=[smtp(29)])])
     assert [e for e in events if e.type in ("enforcement.gap", "enforcement.confirmed")] == []
-    assert any(e.type == "basic_auth.reenabled" for e in events)
+    [reenabled] = [e for e in events if e.type == "basic_auth.reenabled"]
+    assert reenabled.details["canWorkAgainBy"] == iso(at(2 + 24))  # says when basic auth can work again
 
 
 def test_windows_are_kept_in_the_state_bounded_and_without_user_lists_in_events():
