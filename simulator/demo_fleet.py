@@ -204,6 +204,7 @@ def demo_fleet() -> dict[str, Any]:
 # --- The story the demo tells as simulated hours pass --------------------------------------------------------------
 
 CONTOSO = "8c1d0f4e-1a2b-4c3d-8e9f-000000000001"
+FABRIKAM = "8c1d0f4e-1a2b-4c3d-8e9f-000000000002"
 TAILSPIN = "8c1d0f4e-1a2b-4c3d-8e9f-000000000004"
 WOODGROVE = "8c1d0f4e-1a2b-4c3d-8e9f-000000000005"
 LITWARE = "8c1d0f4e-1a2b-4c3d-8e9f-000000000006"
@@ -235,6 +236,17 @@ def _late_smtp(tenant: dict[str, Any]) -> None:
     tenant["graph"]["signIns"].append(_signin("2026-11-23T20:30:00Z", "sales@tailspin.example", "Authenticated SMTP"))
 
 
+def _tighten_scanner_policy(tenant: dict[str, Any]) -> None:
+    # Set-AuthenticationPolicy "Allow SMTP for scanner" -AllowBasicAuthSmtp:$false: Exchange may take up to 24 hours
+    # to apply it (https://learn.microsoft.com/en-us/exchange/clients-and-mobile-in-exchange-online/disable-basic-authentication-in-exchange-online).
+    policy = next(p for p in tenant["exchange"]["authenticationPolicies"] if p["Name"] == "Allow SMTP for scanner")
+    policy["AllowBasicAuthSmtp"] = False
+
+
+def _scanner_still_sends(tenant: dict[str, Any]) -> None:
+    tenant["graph"]["signIns"].append(_signin("2026-11-23T15:50:00Z", "scanner@fabrikam.example", "Authenticated SMTP"))
+
+
 def _reconsent(tenant: dict[str, Any]) -> None:
     tenant["consent"] = True
 
@@ -246,7 +258,10 @@ STORY: list[tuple[float, str, str, Any]] = [
     (2, LITWARE, "SMTP AUTH is turned on for a second printer mailbox", _printer_override),
     (3, CONTOSO, "the admin switches the block back on: a new 24-hour enforcement window starts",
      _set_block_state("enabled", "2026-11-23T10:55:00Z")),
+    (4, FABRIKAM, "an admin turns Basic SMTP off in the scanner's authentication policy: Exchange's own 24-hour "
+                  "window starts", _tighten_scanner_policy),
+    (8, FABRIKAM, "the scanner still sends with SMTP AUTH: expected while the window is open", _scanner_still_sends),
     (13, TAILSPIN, "25 hours after its new block, the CRM still sends with SMTP AUTH", _late_smtp),
     (24, WOODGROVE, "the customer grants admin consent again", _reconsent),
-    (28, CONTOSO, "Contoso's window has closed with no legacy sign-in", None),
+    (28, CONTOSO, "Contoso's and Fabrikam's windows have closed with no legacy sign-in since", None),
 ]

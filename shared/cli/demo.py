@@ -74,12 +74,20 @@ async def _countdowns(tenants: list[TenantAccess], connection_string: str, now: 
     lines = []
     async with TenantStore.from_connection_string(connection_string) as store:
         for access in tenants:
-            tracked = ((await store.load(access.tenant_id)).state or {}).get("enforcement") or {}
+            state = (await store.load(access.tenant_id)).state or {}
+            tracked = state.get("enforcement") or {}
             started = parse_time_or_none(tracked.get("startedAt")) if tracked.get("startedAt") else None
             window = EnforcementWindow(started, float(tracked.get("hours", 24)))
             if started and not window.has_closed(now):
                 lines.append(f"  {access.display_name:<20} window closes {format_time(window.closes_at)} "
-                             f"({describe_duration(window.time_left(now))} left)")
+                             f"({describe_duration(window.time_left(now))} left): the Conditional Access block")
+            # Exchange's own windows (state/windows.py): one line each while open.
+            for exchange in state.get("windows") or ():
+                closes = parse_time_or_none(exchange.get("closesAt"))
+                if closes and closes > now and not (exchange.get("confirmed") or exchange.get("gapReported")
+                                                    or exchange.get("cancelled")):
+                    lines.append(f"  {access.display_name:<20} window closes {format_time(closes)} "
+                                 f"({describe_duration(closes - now)} left): {exchange.get('label')}")
     return lines
 
 

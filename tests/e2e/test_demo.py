@@ -61,7 +61,14 @@ def test_demo_runs_a_cycle_and_shows_every_story():
     assert any(line.startswith("■ Tailspin Toys: Enforcement gap") for line in alerts)
     assert any(line.startswith("■ Woodgrove Bank: Resolved: authwatch can read this tenant again") for line in alerts)
     assert any(line.startswith("■ Contoso: Enforcement confirmed") for line in alerts)
-    assert len(alerts) == 6 and "window closes" in out  # one grouped message per tenant and change, no repeats
+    # Exchange's own window (issue 18): the scanner's policy tightened, its SMTP AUTH inside the window expected,
+    # then confirmed once the window closed.
+    assert any(line.startswith("■ Fabrikam: Resolved: No applied authentication policy") for line in alerts)
+    assert "Authentication policy 'Allow SMTP for scanner' stops Basic authentication for SMTP; Exchange can take up " \
+           "to 24 hours" in out
+    assert any(line.startswith("■ Fabrikam: Enforcement confirmed: no successful SMTP AUTH sign-in") for line in alerts)
+    assert "left): authentication policy 'Allow SMTP for scanner'" in out  # its countdown while open
+    assert len(alerts) == 8 and "window closes" in out  # one grouped message per tenant and change, no repeats
     assert "HTML report" in out
 
 
