@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from shared.settings import SettingsError
-from shared.views import api, guard
+from shared.views import api, guard, readiness
 from shared.views.report_route import Download, report_download
 
 bp = func.Blueprint()
@@ -148,6 +148,11 @@ async def tenant_history(req, fleet, now):
     return 200, {"events": await api.tenant_history(fleet, _tenant(req), limit=_limit(req, "limit", 50))}
 
 
+@route("tenants/{tenantId}/timeline", ["GET"])
+async def tenant_timeline(req, fleet, now):
+    return 200, await api.tenant_timeline(fleet, _tenant(req), now=now, limit=_limit(req, "limit", 100))
+
+
 @route("tenants/{tenantId}/deliveries/failed", ["GET"])
 async def tenant_failed_deliveries(req, fleet, now):
     return 200, {"failedDeliveries": await api.tenant_failed_deliveries(fleet, _tenant(req),
@@ -178,3 +183,9 @@ async def report(req, fleet, now):
 @route("tenants/{tenantId}/alerts/{alertId}/snooze", ["POST"])
 async def snooze_alert(req, fleet, now):
     return 200, await api.snooze_alert(fleet, _tenant(req), req.route_params.get("alertId"), body_of(req), now=now)
+
+
+@route("readiness/smtp-basic", ["GET"])
+async def readiness_smtp_basic(req, fleet, now):
+    tenant = req.params.get("tenant")
+    return 200, await readiness.smtp_basic(fleet, now=now, tenant_id=tenant)  # ?tenant=GUID: one tenant

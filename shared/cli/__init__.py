@@ -13,8 +13,8 @@ import os
 import sys
 from typing import Sequence
 
-from shared.cli import (alerts, baseline, collect, controlscmd, demo, evaluate, permissions, replay, report, run,
-                        serve, tenants)
+from shared.cli import (alerts, baseline, collect, controlscmd, demo, evaluate, permissions, readiness, replay,
+                        report, run, serve, tenants, timeline)
 from shared.cli.errors import UsageError, plain
 from shared.cli.output import EXIT_CODES, add_common, resolve_format, walk
 from shared.logs import configure_cli_logging
@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "command's --help lists its formats and default")
     parser.add_argument("--version", action="version", version=f"authwatch {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, run, collect, evaluate, replay, baseline, alerts, serve, report, permissions, tenants,
-                   controlscmd):
+    for module in (demo, run, collect, evaluate, replay, baseline, alerts, serve, report, timeline, readiness,
+                   permissions, tenants, controlscmd):
         module.add_parser(commands)
     for sub in walk(parser):
         if not sub.description:

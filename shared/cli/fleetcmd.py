@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, Awaitable, Callable
 
 from shared.cli.errors import UsageError
@@ -33,6 +35,25 @@ def with_fleet(body: Callable[[Any], Awaitable[Any]]) -> Any:
         raise UsageError(str(error)) from None
     except LookupError as error:
         raise UsageError(f"{str(error).strip(chr(39))} (authwatch tenants add registers a tenant)") from None
+
+
+@asynccontextmanager
+async def stored_fleet(env: Mapping[str, str]) -> AsyncIterator[Any]:
+    """The fleet over the storage account `env` names (reports, timeline, readiness), reached within 30 s or a
+    one-line error that says what to check; closed afterwards."""
+    from shared.bootstrap import build_fleet
+
+    fleet = build_fleet(env)
+    try:
+        try:
+            await asyncio.wait_for(fleet.create(), timeout=30)
+        except Exception as error:  # noqa: BLE001 - any failure here means the same thing to the user
+            first = (str(error).strip().splitlines() or [""])[0][:300]
+            raise UsageError(f"cannot reach the storage account ({type(error).__name__}: {first}); check "
+                             "AUTHWATCH_STORAGE_CONNECTION_STRING, or add --demo for the local demo fleet") from None
+        yield fleet
+    finally:
+        await fleet.close()
 
 
 def tenant_arg(raw: str) -> str:

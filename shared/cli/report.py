@@ -65,25 +65,16 @@ def _now(raw: str | None) -> datetime:
 
 async def _build(env: Mapping[str, str], args: argparse.Namespace, filters: Filters,
                  now: datetime) -> tuple[str, dict[str, Any]]:
-    from shared.bootstrap import build_fleet
+    from shared.cli.fleetcmd import stored_fleet
     from shared.cli.tenantref import resolve_async
     from shared.views.reports import build_report, render
 
-    fleet = build_fleet(env)
-    try:
-        try:
-            await asyncio.wait_for(fleet.create(), timeout=30)
-        except Exception as error:  # noqa: BLE001 - any failure here means the same thing to the user
-            first = (str(error).strip().splitlines() or [""])[0][:300]
-            raise UsageError(f"cannot reach the storage account ({type(error).__name__}: {first}); check "
-                             "AUTHWATCH_STORAGE_CONNECTION_STRING, or add --demo to report the demo fleet") from None
+    async with stored_fleet(env) as fleet:
         tenant_id = await resolve_async(fleet.registry, args.tenant) if args.tenant is not None else None
         report = await build_report(fleet, now=now, tenant_id=tenant_id, failing_only=args.failing_only,
                                     filters={"status": _list(filters.statuses), "control": _list(filters.controls),
                                              "severity": _list(filters.severities)})
         return render(report, args.format), report
-    finally:
-        await fleet.close()
 
 
 def _list(values: set[str] | None) -> list[str] | None:

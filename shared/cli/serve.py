@@ -224,6 +224,10 @@ class DashboardServer:
             return 200, {"events": await api.tenant_history(self.fleet, tenant(request),
                                                             limit=_limit(request.query, "limit", 50))}
 
+        async def tenant_timeline(request: web.Request, now: datetime) -> tuple[int, Any]:
+            return 200, await api.tenant_timeline(self.fleet, tenant(request), now=now,
+                                                  limit=_limit(request.query, "limit", 100))
+
         async def accept_baseline(request: web.Request, now: datetime) -> tuple[int, Any]:
             return 200, await api.accept_tenant_baseline(self.fleet, tenant(request))
 
@@ -273,6 +277,7 @@ class DashboardServer:
         application.router.add_get(base, json_route(get_tenant))
         application.router.add_get(base + "/results", json_route(tenant_results))
         application.router.add_get(base + "/history", json_route(tenant_history))
+        application.router.add_get(base + "/timeline", json_route(tenant_timeline))
         application.router.add_get("/api/report", json_route(report))
         application.router.add_post(base + "/baseline/accept", json_route(accept_baseline))
         application.router.add_post(base + "/alerts/{alertId}/ack", json_route(acknowledge_alert))

@@ -19,6 +19,7 @@ from shared.cycle.fleet import Fleet, evaluation_message
 from shared.cycle.service import accept_baseline
 from shared.model import format_time, parse_time_or_none
 from shared.tenants.config import RegistryError, TenantConfig, TenantExists
+from shared.views.timeline import build_timeline
 
 
 class BadRequest(ValueError):
@@ -274,3 +275,17 @@ async def request_evaluation(fleet: Fleet, tenant_id: str, *, now: datetime) -> 
         raise BadRequest(f"tenant {tenant_id} is disabled; enable it first (PATCH {{\"enabled\": true}})")
     await fleet.evaluations.send(evaluation_message(config, now, "api"))
     return {"tenantId": tenant_id, "queued": True, "requestedAt": format_time(now)}
+
+
+async def tenant_timeline(fleet: Fleet, tenant_id: str, *, now: datetime, limit: int = 100) -> dict[str, Any]:
+    """The tenant's timeline (shared/views/timeline.py): protection changes, enforcement windows and what the
+    evidence said, next to the platform's own dates; newest first, at most `limit` entries."""
+    await _config(fleet, tenant_id)
+    record = await fleet.monitor.store.load(tenant_id)
+    scan = min(1000, max(200, limit * 4))  # history rows read: most are not protection changes
+    history = await fleet.monitor.store.history(tenant_id, limit=scan)
+    controls = [{**item.result.to_json(), "evaluatedAt": format_time(item.evaluated_at)} for item in record.results]
+    timeline = build_timeline(history, record.state, controls=controls, now=now, limit=limit)
+    return {"tenantId": tenant_id, "at": format_time(now), **timeline,
+            # the oldest history was not read: older changes are not on this timeline
+            "historyTruncated": len(history) >= scan}

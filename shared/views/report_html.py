@@ -5,6 +5,7 @@ with its controls, open alerts and enforcement windows. Input is the report docu
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 # One word per control status, in the legend's order (the report schema's CONTROL_STATUSES).
@@ -108,6 +109,16 @@ def _tenant_html(tenant: dict[str, Any]) -> str:
             parts.append(f'<li><code>{_e(d["type"])}</code> changed by <b>{who}</b> at '
                          f'{_e(d["changedAt"] or d["at"])}<br>{_e(d["summary"])}{changes}</li>')
         parts.append("</ul>")
+    if tenant.get("timeline"):
+        parts.append("<h3>Timeline</h3><ul class=\"timeline\">")
+        # Text only, sources without their scheme (_cite): the report stays one offline file.
+        parts += [f'<li><span class="when">{_e(row["when"])}</span> <code>{_e(row["kind"])}</code> {_cite(row["what"])}'
+                  + (f' · by {_e(row["by"])}' if row["by"] else "")
+                  + (f'<div class="change">{_cite(row["change"])}</div>' if row["change"] else "")
+                  + (f'<div class="when">in force: {_cite(row["inForce"])}</div>' if row["inForce"] else "")
+                  + (f'<div class="muted">{_cite(row["notes"])}</div>' if row["notes"] else "") + "</li>"
+                  for row in tenant["timeline"]]
+        parts.append("</ul>")
     if unreachable and all(row["evaluatedAt"] is None for row in tenant["controls"]):
         shown = len(tenant["controls"])
         parts.append(f'<p class="muted collapsed">{shown} control(s) not evaluated: authwatch cannot read this '
@@ -137,6 +148,57 @@ def _quiet(quiet: list[dict[str, Any]]) -> str:
                     f'nothing failing ({t.get("hiddenControls", 0)} control(s) passing, not applicable or filtered '
                     f'out; {len(t["openAlerts"])} open alert(s))</li>' for t in quiet)
     return f'<h2>Nothing failing</h2><ul class="quiet">{lines}</ul>'
+
+
+_VERDICT = {"will-break": ("fail", "WILL BREAK"), "check": ("unknown", "CHECK"),
+            "refused-now": ("pending", "REFUSED NOW"), "no-data": ("not_applicable", "NO DATA"),
+            "ready": ("pass", "READY")}
+_OUTCOME = {"breaks": ("fail", "BREAKS"), "unknown": ("unknown", "UNKNOWN"), "refused": ("pending", "REFUSED")}
+
+
+def _cite(text: str) -> str:
+    """Sources named as text without their scheme: the report links to nothing and fetches nothing (offline)."""
+    return _e(re.sub(r"https?://", "", text))
+
+
+def _readiness(readiness: dict[str, Any] | None) -> str:
+    """SMTP AUTH Basic readiness (shared/views/readiness.py): tenants that will break first, one row per sender."""
+    if not readiness:
+        return ""
+    rows = []
+    quiet = [t for t in readiness["tenants"] if t["verdict"] in ("ready", "no-data")]  # one line for all of them
+    for t in [t for t in readiness["tenants"] if t not in quiet]:
+        css, word = _VERDICT.get(t["verdict"], ("unknown", t["verdict"]))
+        rows.append(f'<tr class="r-tenant" data-tenant-id="{_e(t["tenantId"])}" data-verdict="{_e(t["verdict"])}">'
+                    f'<td class="s s-{css}">{_e(word)}</td><td colspan="5"><b>{_e(t["displayName"])}</b> · '
+                    f'{_e(t["headline"])}<br><span class="muted">SMTP AUTH {_e(t["settings"]["smtpAuth"])} for the '
+                    f'organisation · Basic SMTP by policy: {_e(t["settings"]["basicSmtpPolicy"])} ('
+                    f'{_e(t["settings"]["policyWhy"])}){"".join(" · " + _e(n) for n in t["notes"])}</span></td></tr>')
+        for sender in t["senders"]:
+            css, word = _OUTCOME.get(sender["outcome"], ("unknown", sender["outcome"]))
+            rows.append(f'<tr class="r-sender" data-outcome="{_e(sender["outcome"])}"><td class="s s-{css}">'
+                        f'{_e(word)}</td><td><b>{_e(sender["user"])}</b><br><span class="muted">mailbox '
+                        f'{_e(sender["mailbox"])}</span></td><td class="mono">{_e(", ".join(sender["clientIps"]))}'
+                        f'</td><td>{_e(sender["lastSeen"] or "")}<br><span class="muted">{sender["count"]} sign-in(s)'
+                        f', {sender["failed"]} failed</span></td><td>{_e(sender["why"])}</td>'
+                        f'<td>{_e(sender["fix"])}</td></tr>')
+    options = "".join(f'<li><b>{_e(o["name"])}</b>: {_e(o["when"])}. <span class="mono">{_cite(o["url"])}'
+                      '</span></li>' for o in readiness["fixOptions"])
+    counts = readiness["summary"]["verdicts"]
+    return (f'<section class="readiness"><h2>SMTP AUTH Basic readiness: switch-off {_e(readiness["switchOff"])} '
+            f'({_e(readiness["announcement"])})</h2><p>{counts.get("will-break", 0)} tenant(s) will break, '
+            f'{readiness["summary"]["breakingSenders"]} sender(s) in all; worst first.</p>'
+            f'<p class="muted">{_e(readiness["knows"])} <span class="mono">'
+            f'{_cite(readiness["sources"]["smtpAuthClientsReport"])}</span></p>'
+            f'<table><thead><tr><th>Outcome</th><th>Sender (user, mailbox)</th><th>Client IP</th>'
+            f'<th>Last seen</th><th>Why</th><th>Fix</th></tr></thead><tbody>'
+            f'{"".join(rows) or "<tr><td colspan=6>No tenant has an SMTP AUTH sender.</td></tr>"}</tbody></table>'
+            + ('<p class="r-quiet">No sender seen: ' + "; ".join(
+                f'{_e(t["displayName"])} ({_e(_VERDICT.get(t["verdict"], ("", t["verdict"]))[1].lower())}: '
+                f'{_e(t["headline"])})' for t in quiet) + '</p>' if quiet else '') +
+            f'<h3>Ways off Basic SMTP AUTH</h3><ul>{options}</ul>'
+            f'<p class="muted">{_cite(readiness["stopgap"])}</p>'
+            '</section>')
 
 
 def _filters(report: dict[str, Any]) -> str:
@@ -192,6 +254,7 @@ legacy authentication (POP, IMAP, SMTP AUTH, ActiveSync, other clients, SharePoi
 <tbody>
 {chr(10).join(matrix) or '<tr><td colspan="3">No tenant is registered.</td></tr>'}
 </tbody></table>
+{_readiness(report.get("readiness"))}
 {_quiet(quiet)}
 {chr(10).join(_tenant_html(tenant) for tenant in tenants)}
 <footer>authwatch · {len(tenants)} tenant(s) · controls: {_e(", ".join(c["id"] for c in controls))}</footer>

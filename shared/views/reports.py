@@ -22,7 +22,13 @@ JSON (`to_json`) — the document itself, schema `authwatch.report/1` (REPORT_SC
                       "summary", "remediation", "frameworks", "evaluatedAt" (null: no stored result)}],
         "openAlerts": [{"id", "at", "type", "control", "severity", "summary", "acknowledged", "snoozed"}],
         "drift": [{"at", "type", "control", "summary", "changedBy", "changedAt",
-                   "changes": [{"field", "before", "after", "effect", "note"}]}]}]}
+                   "changes": [{"field", "before", "after", "effect", "note"}]}]}],
+     "readiness": {"kind": "smtp-basic", "switchOff", "knows", "fixOptions", "summary",   # shared/views/readiness.py
+                   "tenants": [{"tenantId", "verdict", "headline", "breaking", "senders": [{"user", "mailbox",
+                                "clientIps", "lastSeen", "count", "outcome", "why", "fix", …}], …}]}}
+
+`readiness` (added with issue 18) is SMTP AUTH Basic readiness for the end-of-December-2026 switch-off, the same
+answer as GET /api/readiness/smtp-basic, tenants that will break first; it ignores the control filters.
 
 Every tenant lists every catalogue control the filters keep: one without a stored result (a tenant never read)
 says `unknown` with `evaluatedAt` null and a summary saying why (for an unreachable tenant, "unreachable" says why
@@ -53,11 +59,13 @@ from datetime import datetime
 from typing import Any
 
 from shared.model import format_time
-from shared.views import api
+from shared.views import api, readiness
 from shared.views.report_html import to_html
+from shared.views.timeline import timeline_rows
 
 SCHEMA = "authwatch.report/1"
 FORMATS = ("html", "csv", "json", "ocsf")
+TIMELINE_ROWS = 20  # per tenant in a report: the newest; `authwatch timeline` shows more
 ATTENTION = ("fail", "pending", "unknown")  # what --failing-only keeps
 CSV_COLUMNS = ("tenant_id", "tenant_name", "tenant_status", "control", "control_title", "status", "severity",
                "summary", "remediation", "evaluated_at", "open_alerts", "last_collected_at")
@@ -66,6 +74,19 @@ TENANT_STATUSES = ("healthy", "failing", "pending", "unknown", "unreachable", "n
 DRIFT_TYPES = ("drift.weakened", "drift.strengthened", "basic_auth.reenabled")
 
 _STR, _NULL_STR = {"type": "string"}, {"type": ["string", "null"]}
+_SENDER_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["user", "mailbox", "clientIps", "lastSeen", "count", "outcome", "why", "fix"],
+    "properties": {"outcome": {"enum": list(readiness.OUTCOMES)}, "count": {"type": "integer"},
+                   "lastSeen": _NULL_STR, "clientIps": {"type": "array", "items": _STR}}}
+_READINESS_SCHEMA: dict[str, Any] = {  # shared/views/readiness.py
+    "type": "object", "required": ["kind", "switchOff", "knows", "fixOptions", "summary", "tenants"],
+    "properties": {
+        "kind": {"enum": [readiness.KIND]}, "switchOff": _STR, "knows": _STR,
+        "fixOptions": {"type": "array", "items": {"type": "object", "required": ["id", "name", "when", "url"]}},
+        "tenants": {"type": "array", "items": {
+            "type": "object", "required": ["tenantId", "displayName", "verdict", "headline", "breaking", "senders"],
+            "properties": {"verdict": {"enum": list(readiness.VERDICTS)}, "breaking": {"type": "integer"},
+                           "senders": {"type": "array", "items": _SENDER_SCHEMA}}}}}}
 REPORT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "authwatch report",
@@ -103,11 +124,14 @@ REPORT_SCHEMA: dict[str, Any] = {
                     "properties": {"id": _STR, "at": _STR, "type": _STR, "control": _NULL_STR, "severity": _STR,
                                    "summary": _STR, "acknowledged": {"type": "boolean"},
                                    "snoozed": {"type": "boolean"}}}},
+                "timeline": {"type": "array", "items": {
+                    "type": "object", "required": ["when", "kind", "what", "by", "change", "inForce", "notes"]}},
                 "drift": {"type": "array", "items": {
                     "type": "object", "required": ["at", "type", "summary", "changedBy", "changedAt", "changes"],
                     "properties": {"changes": {"type": "array", "items": {
                         "type": "object", "required": ["field", "before", "after", "effect"]}}}}},
             }}},
+        "readiness": _READINESS_SCHEMA,
     },
 }
 
@@ -133,6 +157,7 @@ async def build_report(fleet: Any, *, now: datetime, tenant_id: str | None = Non
     else:
         details = [await api.tenant_detail(fleet, summary["tenantId"], now=now, history_limit=200)
                    for summary in await api.list_tenants(fleet)]
+    details = await readiness.with_signins(fleet, details)  # the state's sign-ins, for the readiness section
     return assemble(details, now=now, single=tenant_id is not None, failing_only=failing_only, filters=filters)
 
 
@@ -147,7 +172,7 @@ def assemble(details: list[dict[str, Any]], *, now: datetime, single: bool = Fal
              filters: dict[str, list[str] | None] | None = None) -> dict[str, Any]:
     """The report document from tenant_detail answers (in the API's order). Pure."""
     controls = catalogue()
-    tenants = order_tenants([_tenant(detail, controls) for detail in details])
+    tenants = order_tenants([_tenant(detail, controls, now) for detail in details])
     summary = _summary(tenants)  # the whole scope, before filters
     wanted = {key: set(values) for key, values in (filters or {}).items() if values}
     for tenant in tenants:
@@ -166,6 +191,7 @@ def assemble(details: list[dict[str, Any]], *, now: datetime, single: bool = Fal
         "controls": controls,
         "summary": summary,
         "tenants": tenants,
+        "readiness": readiness.from_details(details, now=now),
     }
 
 
@@ -195,7 +221,7 @@ def unreachable_fix(tenant_id: str, reason: str | None) -> str:
     return f"{first} Then {check[0].lower()}{check[1:]}" if first else f"Find what is missing: {check}"
 
 
-def _tenant(detail: dict[str, Any], controls: list[dict[str, Any]]) -> dict[str, Any]:
+def _tenant(detail: dict[str, Any], controls: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
     results = {item["control"]: item for item in detail.get("controls") or []}
     unreachable = None
     if detail.get("status") == "unreachable":
@@ -240,6 +266,9 @@ def _tenant(detail: dict[str, Any], controls: list[dict[str, Any]]) -> dict[str,
         "unreachable": unreachable, "hiddenControls": 0,
         "enforcementWindow": detail.get("enforcementWindow"),
         "controls": rows, "openAlerts": alerts, "drift": drift,
+        # The tenant's timeline (shared/views/timeline.py), newest first: changes, windows and Microsoft's dates.
+        "timeline": timeline_rows(detail.get("history") or [], controls=detail.get("controls") or [], now=now,
+                                  limit=TIMELINE_ROWS),
     }
 
 

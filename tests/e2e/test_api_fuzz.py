@@ -57,6 +57,9 @@ ROUTES: dict[str, tuple[str, str]] = {
     "evaluate_now": ("POST", "tenants/{tenantId}/evaluate"),
     "acknowledge_alert": ("POST", "tenants/{tenantId}/alerts/{alertId}/ack"),
     "snooze_alert": ("POST", "tenants/{tenantId}/alerts/{alertId}/snooze"),
+    "report": ("GET", "report"),  # a file on success (tested below), JSON errors like every route
+    "readiness_smtp_basic": ("GET", "readiness/smtp-basic"),
+    "tenant_timeline": ("GET", "tenants/{tenantId}/timeline"),
 }
 TENANT_ROUTES = sorted(name for name, (_, path) in ROUTES.items() if "{tenantId}" in path)
 BODY_ROUTES = ("onboard_tenant", "update_tenant", "acknowledge_alert", "snooze_alert")  # those that read a body
@@ -350,6 +353,24 @@ def test_fuzzed_ids_bodies_and_params_get_a_clear_4xx_and_write_nothing(
         if status == 404:
             assert "no tenant" in error or "no results" in error, error
     written.check()
+
+
+@FUZZ
+@given(params=st.dictionaries(st.sampled_from(["format", "status", "control", "severity", "failingOnly", "tenant",
+                                               "x"]),
+                              st.one_of(st.text(max_size=20), st.sampled_from(
+                                  ["html", "csv", "json", "ocsf", "pdf", "fail", "fail,unknown", "high", "true",
+                                   "exo_smtp_auth_disabled", "x' or PartitionKey ne '", str(uuid.UUID(int=7))])),
+                              max_size=4))
+def test_the_report_route_answers_a_file_or_a_clear_4xx(app: dict[str, Any], params: dict[str, str]) -> None:
+    request = func.HttpRequest(method="GET", url="http://localhost/api/report", body=b"", params=params)
+    response = asyncio.run(app["report"].get_user_function()(request))
+    raw = response.get_body().decode("utf-8")
+    if response.status_code == 200:
+        assert response.mimetype in ("text/html", "text/csv", "application/json") and raw
+        assert "Content-Disposition" in response.headers
+    else:
+        assert_clear_4xx(response.status_code, json.loads(raw), raw)
 
 
 # --- bodies: onboarding, updating, alert actions -------------------------------------------------------------------

@@ -178,6 +178,38 @@ def test_tenant_page_shows_drift_before_and_after_with_who_and_when(page):
     screenshot(page, "tenant-fabrikam.png")
 
 
+def test_tenant_page_shows_the_timeline_with_the_drift_and_the_platform_dates(page):
+    """Issue 18, item 2: the tenant's timeline, newest first, from GET …/timeline; every value as text."""
+    page.goto(f"/dashboard#/tenants/{FABRIKAM}")
+    timeline = page.locator("#protection-timeline")
+    change = timeline.locator('li[data-kind="change"]').first
+    change.wait_for()
+    assert change.locator(".who").inner_text() == "admin@fabrikam.example"
+    assert change.get_attribute("data-at") == "2026-11-23T08:20:00Z" and "23 Nov 2026, 08:20 UTC" in change.inner_text()
+    field = change.locator('.change[data-field="state"]')
+    assert field.locator(".before").inner_text() == "enabled"
+    assert field.locator(".after").inner_text() == "enabledForReportingButNotEnforced"
+    assert "In force: at once" in change.inner_text()
+    smtp = timeline.locator('li[data-kind="platform"]', has_text="MC786329")
+    assert smtp.get_attribute("data-at") == "2026-12-31T00:00:00Z" and smtp.get_attribute("data-status") == "upcoming"
+    assert "SMTP AUTH Basic authentication off by default" in smtp.inner_text() and "31 Dec 2026" in smtp.inner_text()
+    assert "https://techcommunity.microsoft.com/" in smtp.inner_text()
+    assert timeline.locator('li[data-kind="platform"]', has_text="MC1184649").get_attribute("data-status") == "past"
+    times = timeline.locator("li[data-kind]").evaluate_all("items => items.map(i => i.dataset.at)")
+    assert times == sorted(times, reverse=True) and times.index("2026-12-31T00:00:00Z") < times.index(
+        "2026-11-23T08:20:00Z")  # newest first: the coming switch-off above the drift
+    assert timeline.locator("a").count() == 0  # sources are text, never links made from data
+
+    page.goto(f"/dashboard#/tenants/{TAILSPIN}")
+    window = page.locator('#protection-timeline li[data-kind="in_force"][data-status="open"]')
+    window.wait_for()
+    assert "in force by" in window.inner_text().lower()
+    page.goto(f"/dashboard#/tenants/{FABRIKAM}")
+    timeline.locator('li[data-kind="change"]').first.wait_for()
+    timeline.scroll_into_view_if_needed()
+    screenshot(page, "tenant-timeline.png")
+
+
 def test_unknown_tenant_shows_an_error_with_a_way_back(page, problems):
     page.goto("/dashboard#/tenants/8c1d0f4e-1a2b-4c3d-8e9f-0000000000ff")
     error = page.locator(".error")

@@ -57,6 +57,7 @@ def test_app_declares_the_triggers_schedules_queues_and_routes(app_functions):
         ("tenants/{tenantId}/disable", ("POST",)): "disable_tenant",
         ("tenants/{tenantId}/results", ("GET",)): "tenant_results",
         ("tenants/{tenantId}/history", ("GET",)): "tenant_history",
+        ("tenants/{tenantId}/timeline", ("GET",)): "tenant_timeline",
         ("tenants/{tenantId}/baseline/accept", ("POST",)): "accept_baseline",
         ("tenants/{tenantId}/evaluate", ("POST",)): "evaluate_now",
         ("tenants/{tenantId}/alerts/{alertId}/ack", ("POST",)): "acknowledge_alert",
@@ -64,6 +65,7 @@ def test_app_declares_the_triggers_schedules_queues_and_routes(app_functions):
         ("dashboard", ("GET",)): "dashboard",
         ("tenants/{tenantId}/deliveries/failed", ("GET",)): "tenant_failed_deliveries",
         ("report", ("GET",)): "report",
+        ("readiness/smtp-basic", ("GET",)): "readiness_smtp_basic",
     }
 
 

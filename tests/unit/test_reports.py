@@ -230,3 +230,15 @@ def test_ocsf_status_and_severity_maps_cover_every_authwatch_value():
                       tenant_name=None, now=NOW)
     assert (na["status_id"], na["compliance"]["status_id"], na["compliance"]["status"]) == (3, 99, "Not Applicable")
     assert na["severity_id"] == 2 and "remediation" not in na
+
+
+def test_each_tenant_carries_its_timeline_and_the_html_shows_it_offline(report):
+    """Issue 18 #2: the report's tenants carry the timeline (changes with who and when, Microsoft's own dates)."""
+    fabrikam = next(t for t in report["tenants"] if t["tenantId"] == FAILING)
+    kinds = [row["kind"] for row in fabrikam["timeline"]]
+    assert "change" in kinds and any("MC786329" in row["what"] + row["notes"] for row in fabrikam["timeline"])
+    change = next(row for row in fabrikam["timeline"] if row["kind"] == "change")
+    assert change["by"] == "admin@fabrikam.example" and "enabledForReportingButNotEnforced" in change["change"]
+    page = reports.to_html(report)
+    assert "<h3>Timeline</h3>" in page and "MC786329" in page
+    assert not re.search(r"https?://", page)  # sources named as text: the file opens offline

@@ -615,8 +615,11 @@
   }
 
   function loadTenant(id) {
-    return api("tenants/" + encodeURIComponent(id) + "?history=200").then(function (detail) {
-      renderTenant(detail, performance.now());
+    var path = "tenants/" + encodeURIComponent(id);
+    // The timeline is its own request: when it fails, the rest of the tenant page still shows (and says so).
+    var timeline = api(path + "/timeline?limit=100").then(null, function (error) { return { error: error }; });
+    return Promise.all([api(path + "?history=200"), timeline]).then(function (answers) {
+      renderTenant(answers[0], performance.now(), answers[1]);
     });
   }
 
@@ -643,7 +646,7 @@
 
   var currentTenant = null;
 
-  function renderTenant(t, loadedAt) {
+  function renderTenant(t, loadedAt, timelineAnswer) {
     stopTimers(true);
     clear(app);
     currentTenant = t.tenantId;
@@ -703,6 +706,7 @@
     }
     var openIds = {};
     (t.openAlerts || []).forEach(function (a) { openIds[a.id] = true; });
+    append(app, timelineSection(timelineAnswer));
     append(app, historySection((t.history || []).filter(function (e) { return !openIds[e.id]; }),
                                (t.openAlerts || []).length));
     if ((t.failedDeliveries || []).length) { append(app, failedDeliveriesSection(t.failedDeliveries)); }
@@ -1051,6 +1055,61 @@
       document.body.removeChild(area);
       if (ok) { resolve(); } else { reject(new Error("copy refused")); }
     });
+  }
+
+  // The tenant's timeline (GET …/timeline): protection changes, when each is in force by, what the evidence said,
+  // and Microsoft's own dates; newest first. Every value is text; a source is shown as text, never as a link.
+  var TIMELINE_KINDS = { change: "change", window_opened: "window opened", in_force: "in force by",
+                         confirmed: "confirmed", gap: "gap", platform: "Microsoft date",
+                         managed_policy: "Microsoft-managed policy" };
+
+  function timelineSection(answer) {
+    var section = el("section", { id: "protection-timeline" });
+    if (!answer || answer.error) {
+      append(section, el("h2", { text: "Timeline" }), el("p", { "class": "error", role: "alert",
+        text: "The timeline could not be read: " + ((answer && answer.error && answer.error.message) || "no answer") }));
+      return section;
+    }
+    var entries = answer.entries || [];
+    append(section, el("h2", { text: "Timeline (" + entries.length + (answer.omitted ? " of " +
+      (entries.length + answer.omitted) : "") + ")" }));
+    append(section, el("p", { "class": "when", text: "Protection changes, when each is in force by and what the " +
+      "sign-in evidence said, next to Microsoft's own dates; newest first, as of " + fmtTime(answer.at) + "." }));
+    var list = el("ol", { "class": "tl" });
+    entries.forEach(function (e) { append(list, timelineItem(e)); });
+    append(section, list);
+    if (answer.historyTruncated) {
+      append(section, el("p", { "class": "when", text: "Older history was not read: earlier changes are not shown." }));
+    }
+    return section;
+  }
+
+  function timelineItem(e) {
+    var item = el("li", { "class": "tl-" + e.kind + (e.effect ? " " + e.effect : "") + (e.status ? " s-" + e.status : ""),
+                          "data-kind": e.kind, "data-status": e.status || "", "data-at": e.at || "" },
+      el("div", {}, el("span", { "class": "when" }, timeEl(e.at)), " ",
+         el("span", { "class": "etype", text: TIMELINE_KINDS[e.kind] || e.kind }),
+         e.status ? el("span", { "class": "flag", text: e.status }) : null),
+      el("div", { "class": "tl-title", text: e.title }));
+    if (e.by) { append(item, el("div", { "class": "when" }, "by ", el("b", { "class": "who", text: e.by }))); }
+    (e.changes || []).forEach(function (c) {
+      append(item, el("div", { "class": "change", "data-field": c.field },
+        el("span", { "class": "field", text: c.field }), el("span", { "class": "before", text: show(c.before) }),
+        el("span", { "class": "arrow", text: "→", "aria-label": "changed to" }),
+        el("span", { "class": "after", text: show(c.after) }), c.note ? el("span", { "class": "when", text: c.note }) : null));
+    });
+    if (e.inForce) { append(item, el("div", { "class": "tl-force" }, "In force: ", el("b", { text: e.inForce }))); }
+    if (e.scope && (e.scope.everyone || (e.scope.count !== null && e.scope.count !== undefined))) {
+      append(item, el("div", { "class": "when tl-scope", text: e.scope.everyone ? "In scope: every user"
+        : "In scope: " + e.scope.count + " user(s)" + ((e.scope.sample || []).length ? " (" + e.scope.sample.join(", ") +
+          (e.scope.count > e.scope.sample.length ? ", …" : "") + ")" : "") }));
+    }
+    if (e.detail) { append(item, el("div", { text: e.detail })); }
+    if (e.source) {
+      append(item, el("div", { "class": "when tl-source" }, "Source: ", el("span", { text: e.source.id }), " — ",
+                      el("code", { text: e.source.url })));
+    }
+    return item;
   }
 
   function historySection(history, openCount) {
