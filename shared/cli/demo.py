@@ -180,6 +180,28 @@ def _attention(outcome: TenantOutcome, results: list[ControlResult]) -> list[tup
     return rows
 
 
+def _print_readiness(connection_string: str) -> None:
+    """Who still sends with SMTP AUTH before Microsoft switches Basic off (what `authwatch readiness smtp-basic`
+    prints in full): one line per sender."""
+    from shared.cli.fleetcmd import stored_fleet
+    from shared.views.readiness import smtp_basic
+
+    async def load() -> dict[str, Any]:
+        async with stored_fleet({**os.environ, "AUTHWATCH_STORAGE_CONNECTION_STRING": connection_string}) as fleet:
+            return await smtp_basic(fleet, now=DEMO_NOW)
+
+    try:
+        answer = asyncio.run(load())
+    except Exception as error:  # noqa: BLE001 - a readiness problem must not end the demo
+        print(f"  (SMTP AUTH readiness could not be read: {type(error).__name__}: {error})")
+        return
+    senders = [(tenant["displayName"], sender) for tenant in answer["tenants"] for sender in tenant["senders"]]
+    print(f"\nSMTP AUTH Basic readiness before the switch-off ({answer['switchOff']}, {answer['announcement']}): "
+          f"{len(senders)} sender(s) still use SMTP AUTH (authwatch readiness smtp-basic for the fixes):")
+    for name, sender in senders:
+        print(f"  {name:<20} {sender['user']:<32} {sender['outcome']:<14} last seen {sender['lastSeen']}")
+
+
 def _write_report(connection_string: str, sim: Any) -> str | None:
     """The self-contained HTML report of the first cycle (out/ is gitignored); the demo goes on without it."""
     from shared.cli.demo_data import write_demo_report
@@ -224,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
         countdowns = asyncio.run(_countdowns(tenants, connection_string, DEMO_NOW))
         if countdowns:
             print("Enforcement windows open at first sight:\n" + "\n".join(countdowns))
+        _print_readiness(connection_string)
         raised = _tell_story(sim, tenants, endpoints, connection_string)
         print(f"\n{raised} alerts fired while the story unfolded, each once, each on a real change.")
         if report:

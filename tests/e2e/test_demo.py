@@ -69,6 +69,9 @@ def test_demo_runs_a_cycle_and_shows_every_story():
     assert any(line.startswith("■ Fabrikam: Enforcement confirmed: no successful SMTP AUTH sign-in") for line in alerts)
     assert "left): authentication policy 'Allow SMTP for scanner'" in out  # its countdown while open
     assert len(alerts) == 8 and "window closes" in out  # one grouped message per tenant and change, no repeats
+    # The readiness list before the story: who still sends with SMTP AUTH ahead of Microsoft's switch-off.
+    readiness = out.split("SMTP AUTH Basic readiness before the switch-off")[1].split("Simulated hours pass")[0]
+    assert "MC786329" in readiness and "scanner@fabrikam.example" in readiness
     assert "HTML report" in out
 
 
