@@ -75,7 +75,9 @@ def switched_on(changes: Iterable[Change], current: Config, snapshot: TenantSnap
                 yield Protection("smtpAuth:mailboxes", "exo_smtp_auth_mailbox_overrides",
                                  "mailbox overrides removed (SMTP AUTH follows the organisation, which has it off)",
                                  frozenset(name.lower() for name in found.removed))
-        elif change.key.startswith("authPolicy:") and any(f.field == "AllowBasicAuthSmtp" for f in strengthened):
+        elif change.key.startswith("authPolicy:") and change.key in policies \
+                and any(f.field == "AllowBasicAuthSmtp" for f in strengthened):
+            # (a policy that merely stopped being applied protects nobody: only one still applied counts)
             name = change.key.removeprefix("authPolicy:")
             yield Protection(change.key, "exo_basic_auth_policy",
                              f"authentication policy '{name}' stops Basic authentication for SMTP",
@@ -98,6 +100,23 @@ def switched_off(changes: Iterable[Change]) -> set[str]:
             keys.add("smtpAuth:tenant" if change.key == TRANSPORT_KEY else
                      "smtpAuth:mailboxes" if change.section == "mailboxOverrides" else change.key)
     return keys
+
+
+def newly_assigned(windows: list[dict[str, Any]], snapshot: TenantSnapshot) -> Iterator[Protection]:
+    """Users assigned a policy while its window is open: their own window starts now, the others' runs on."""
+    for window in windows:
+        key = window["protection"]
+        if not key.startswith("authPolicy:") or window.get("users") is None or \
+                window["confirmed"] or window["gapReported"] or window["cancelled"]:
+            continue
+        name = key.removeprefix("authPolicy:").removesuffix(":assigned")
+        covered = {user for other in windows if other["protection"].startswith(f"authPolicy:{name}")
+                   and other.get("users") is not None and not other["cancelled"] for user in other["users"]}
+        added = _policy_users(snapshot, name) - covered
+        if added:
+            yield Protection(f"authPolicy:{name}:assigned", window["control"],
+                             f"{len(added)} user(s) newly assigned authentication policy '{name}', which stops Basic "
+                             "authentication for SMTP", frozenset(added))
 
 
 def revocations(snapshot: TenantSnapshot) -> dict[str, datetime]:
@@ -173,7 +192,7 @@ def advance(windows: list[dict[str, Any]], changes: list[Change], previous: Conf
     windows = [dict(window) for window in windows]
     for key in switched_off(changes):
         for window in windows:
-            if window["protection"] == key and not (window["confirmed"] or window["gapReported"]):
+            if window["protection"] in (key, f"{key}:assigned") and not (window["confirmed"] or window["gapReported"]):
                 window["cancelled"] = True
     for protection in switched_on(changes, current, snapshot, previous):
         if protection.users is not None and len(protection.users) > MAX_SCOPE_USERS:
@@ -189,6 +208,14 @@ def advance(windows: list[dict[str, Any]], changes: list[Change], previous: Conf
              f"{protection.label[0].upper()}{protection.label[1:]}; Exchange can take up to {hours:g} hours to "
              f"enforce it for {who}: the window closes {window['closesAt']} "
              f"({describe_duration(timedelta(hours=hours))} left).",
+             {**public(window), "windowStartedAt": window["startedAt"], "windowClosesAt": window["closesAt"],
+              "windowHours": hours, "secondsLeft": int(hours * 3600)}, protection.key)
+    for protection in list(newly_assigned(windows, snapshot)):
+        window = new_window(protection, at, hours)
+        windows.append(window)
+        emit(ev.WINDOW_STARTED, protection.control, "low",
+             f"{protection.label[0].upper()}{protection.label[1:]}; Exchange can take up to {hours:g} hours to "
+             f"enforce it for them: the window closes {window['closesAt']}.",
              {**public(window), "windowStartedAt": window["startedAt"], "windowClosesAt": window["closesAt"],
               "windowHours": hours, "secondsLeft": int(hours * 3600)}, protection.key)
     revoked = revocations(snapshot)

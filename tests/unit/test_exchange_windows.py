@@ -109,3 +109,41 @@ def test_windows_are_kept_in_the_state_bounded_and_without_user_lists_in_events(
     assert "users" not in event.details and event.details["scope"]["count"] == 2
     assert later.state["windows"][0]["users"] == ["copier@contoso.com", "scanner@contoso.com"]
     assert event.details["secondsLeft"] == int(timedelta(hours=24).total_seconds())
+
+
+def test_a_user_assigned_the_policy_mid_window_gets_a_window_of_its_own():
+    """The printers' policy tightened at 6 h (scanner, copier); a fax user assigned it at 20 h. The fax's SMTP AUTH at
+    31 h is still inside its own window (20 h + 24 h), though past the printers' one (30 h); the scanner's is not."""
+    def with_fax(hours: float, signins=()):
+        snapshot = snap(hours, printers_smtp=False, signins=signins)
+        snapshot.exchange["users"].append({"Identity": "fax", "UserPrincipalName": "fax@contoso.com",
+                                           "AuthenticationPolicy": PRINTERS})
+        return snapshot
+
+    events = replay([snap(0), snap(6, printers_smtp=False), with_fax(20),
+                     with_fax(31, signins=[smtp(30.5, user="fax@contoso.com"), smtp(30.6)])])
+    started = [(e.details["protection"], e.at, e.details["scope"]["sample"]) for e in events
+               if e.type == "enforcement.window_started"]
+    assert started == [(f"authPolicy:{PRINTERS}", at(6), ["copier@contoso.com", "scanner@contoso.com"]),
+                       (f"authPolicy:{PRINTERS}:assigned", at(20), ["fax@contoso.com"])]
+    [gap] = [e for e in events if e.type == "enforcement.gap"]
+    assert gap.details["protection"] == f"authPolicy:{PRINTERS}"
+    assert [g["user"] for g in gap.details["gaps"]] == ["scanner@contoso.com"]  # the fax is still in its window
+
+
+def test_a_mailbox_override_removed_and_a_stricter_default_each_open_a_window():
+    def mailboxes(hours: float, override: bool, default: str = "Default", signins=()):
+        snapshot = snap(hours, printers_smtp=False, signins=signins)
+        snapshot.exchange["casMailboxes"] = [{"Identity": "printer", "PrimarySmtpAddress": "printer@contoso.com",
+                                              "SmtpClientAuthenticationDisabled": False if override else None}]
+        snapshot.exchange["organizationConfig"]["DefaultAuthenticationPolicy"] = default
+        return snapshot
+
+    events = replay([mailboxes(0, True), mailboxes(1, False), mailboxes(2, False, PRINTERS),
+                     mailboxes(27, False, PRINTERS, signins=[smtp(25.5, user="printer@contoso.com")])])
+    started = [(e.control, e.details["protection"], e.details["scope"]["everyone"]) for e in events
+               if e.type == "enforcement.window_started"]
+    assert started == [("exo_smtp_auth_mailbox_overrides", "smtpAuth:mailboxes", False),
+                       ("exo_basic_auth_policy", "defaultPolicy", True)]
+    gaps = {e.details["protection"] for e in events if e.type == "enforcement.gap"}
+    assert gaps == {"smtpAuth:mailboxes"}  # 25.5 h: past the override's window (1 h + 24), inside the default's (2 h + 24)
