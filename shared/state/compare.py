@@ -256,7 +256,8 @@ class _Cycle:
     def drift_event(self, change: Change, effect: str, current: Config) -> None:
         listed = "; ".join(field.describe() for field in change.fields)
         name = _ITEM_NAMES.get(change.key, change.key.removeprefix("ca:").replace("authPolicy:", "authentication "
-                                                                                             "policy "))
+                                                                                             "policy ")
+                               .replace("assigned:", "the users of authentication policy "))
         if change.section == "conditionalAccess":
             policy = (current.get("conditionalAccess", {}).get(change.key) or {}).get("displayName")
             old = ((self.previous or {}).get("config", {}).get("conditionalAccess", {}).get(change.key) or {})

@@ -16,6 +16,8 @@ from shared.controls.exchange_objects import ALLOW_BASIC_AUTH_FIELDS, mailbox_la
 from shared.model import TenantSnapshot
 from shared.state.bounded_set import bounded
 
+ASSIGNED = "assigned:"  # authenticationPolicies["assigned:<policy>"]: the users who hold that policy of their own
+
 Config = dict[str, dict[str, Any]]  # section -> {key: normalised value}
 
 # section -> the snapshot sources it needs (all collected, or the section is not observed this time)
@@ -103,6 +105,13 @@ def _applied_policies(snapshot: TenantSnapshot) -> dict[str, Any]:
         if isinstance(user, dict) and user.get("AuthenticationPolicy"):
             applied.add(str(user["AuthenticationPolicy"]))
     found: dict[str, Any] = {"defaultPolicy": default}
+    # Who holds each policy of their own (Get-User): an assignment is a change with its own enforcement window
+    # (state/windows.py). Bounded like the mailbox overrides: count, digest, the first names.
+    holders: dict[str, list[str]] = {}
+    for user in users if isinstance(users, list) else []:
+        if isinstance(user, dict) and user.get("AuthenticationPolicy") and user.get("UserPrincipalName"):
+            holders.setdefault(str(user["AuthenticationPolicy"]), []).append(str(user["UserPrincipalName"]).lower())
+    found.update({f"{ASSIGNED}{name}": bounded(names) for name, names in holders.items()})
     policies = snapshot.get("exchange.authenticationPolicies")
     for policy in policies if isinstance(policies, list) else []:
         if not isinstance(policy, dict):

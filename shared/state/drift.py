@@ -161,6 +161,15 @@ def _item_changes(section: str, key: str, old: Any, new: Any) -> list[FieldChang
         if old is None and not gained:
             changes.append(FieldChange("applied", False, True, NEUTRAL, "policy now applied"))
         return changes
+    if key.startswith("assigned:"):
+        found = set_change(old, new)
+        if found is None:
+            return []
+        notes = [f"assigned to {_names(found.added, found.more_added)}" if found.added or found.more_added else "",
+                 f"no longer held by {_names(found.removed, False)}" if found.removed else ""]
+        # Neutral: what a user's policy allows is judged by exo_basic_auth_policy; the assignment's own enforcement
+        # window is state/windows.py's.
+        return [FieldChange("users", found.before, found.after, NEUTRAL, "; ".join(n for n in notes if n))]
     if key == "defaultPolicy":
         return [FieldChange("DefaultAuthenticationPolicy", old, new, NEUTRAL)]  # its flags are compared per policy
     return [FieldChange(key, old, new, _flag_effect(key, old, new))]

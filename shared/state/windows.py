@@ -27,7 +27,7 @@ from typing import Any
 from shared.controls.signins import read_legacy_signin
 from shared.model import TenantSnapshot, format_time, parse_time_or_none
 from shared.state.bounded_set import change as set_change
-from shared.state.config import Config
+from shared.state.config import ASSIGNED, Config
 from shared.state.drift import REENABLED, STRENGTHENED, WEAKENED, Change
 
 SMTP = "Authenticated SMTP"
@@ -60,10 +60,11 @@ def switched_on(changes: Iterable[Change], current: Config, snapshot: TenantSnap
     """The protections these changes switch on (strengthenings of what closes SMTP AUTH Basic)."""
     tenant_off = (current.get("transport") or {}).get(TRANSPORT_KEY) is True
     policies = current.get("authenticationPolicies") or {}
+    previous_policies = previous.get("authenticationPolicies") or {}
     default = policies.get("defaultPolicy")
     for change in changes:
         strengthened = [field for field in change.fields if field.effect == STRENGTHENED]
-        if not strengthened:
+        if not strengthened and not change.key.startswith(ASSIGNED):
             continue
         if change.key == TRANSPORT_KEY:
             yield Protection("smtpAuth:tenant", "exo_smtp_auth_disabled", "SMTP AUTH turned off for the organisation",
@@ -75,6 +76,16 @@ def switched_on(changes: Iterable[Change], current: Config, snapshot: TenantSnap
                 yield Protection("smtpAuth:mailboxes", "exo_smtp_auth_mailbox_overrides",
                                  "mailbox overrides removed (SMTP AUTH follows the organisation, which has it off)",
                                  frozenset(name.lower() for name in found.removed))
+        elif change.key.startswith(ASSIGNED) and any(k.startswith(ASSIGNED) for k in previous_policies):
+            # Users newly holding a policy that stops Basic SMTP (a state written before assignments were kept has
+            # none: the first cycle after an upgrade opens no window for everyone already assigned).
+            name = change.key.removeprefix(ASSIGNED)
+            found = set_change(previous_policies.get(change.key), policies.get(change.key))
+            flags = policies.get(f"authPolicy:{name}")
+            if found and found.added and isinstance(flags, dict) and flags.get("Smtp") is False:
+                yield Protection(f"authPolicy:{name}:assigned", "exo_basic_auth_policy",
+                                 f"{len(found.added)} user(s) newly assigned authentication policy '{name}', which "
+                                 "stops Basic authentication for SMTP", frozenset(found.added))
         elif change.key.startswith("authPolicy:") and change.key in policies \
                 and any(f.field == "AllowBasicAuthSmtp" for f in strengthened):
             # (a policy that merely stopped being applied protects nobody: only one still applied counts)
@@ -100,23 +111,6 @@ def switched_off(changes: Iterable[Change]) -> set[str]:
             keys.add("smtpAuth:tenant" if change.key == TRANSPORT_KEY else
                      "smtpAuth:mailboxes" if change.section == "mailboxOverrides" else change.key)
     return keys
-
-
-def newly_assigned(windows: list[dict[str, Any]], snapshot: TenantSnapshot) -> Iterator[Protection]:
-    """Users assigned a policy while its window is open: their own window starts now, the others' runs on."""
-    for window in windows:
-        key = window["protection"]
-        if not key.startswith("authPolicy:") or window.get("users") is None or \
-                window["confirmed"] or window["gapReported"] or window["cancelled"]:
-            continue
-        name = key.removeprefix("authPolicy:").removesuffix(":assigned")
-        covered = {user for other in windows if other["protection"].startswith(f"authPolicy:{name}")
-                   and other.get("users") is not None and not other["cancelled"] for user in other["users"]}
-        added = _policy_users(snapshot, name) - covered
-        if added:
-            yield Protection(f"authPolicy:{name}:assigned", window["control"],
-                             f"{len(added)} user(s) newly assigned authentication policy '{name}', which stops Basic "
-                             "authentication for SMTP", frozenset(added))
 
 
 def revocations(snapshot: TenantSnapshot) -> dict[str, datetime]:
@@ -208,14 +202,6 @@ def advance(windows: list[dict[str, Any]], changes: list[Change], previous: Conf
              f"{protection.label[0].upper()}{protection.label[1:]}; Exchange can take up to {hours:g} hours to "
              f"enforce it for {who}: the window closes {window['closesAt']} "
              f"({describe_duration(timedelta(hours=hours))} left).",
-             {**public(window), "windowStartedAt": window["startedAt"], "windowClosesAt": window["closesAt"],
-              "windowHours": hours, "secondsLeft": int(hours * 3600)}, protection.key)
-    for protection in list(newly_assigned(windows, snapshot)):
-        window = new_window(protection, at, hours)
-        windows.append(window)
-        emit(ev.WINDOW_STARTED, protection.control, "low",
-             f"{protection.label[0].upper()}{protection.label[1:]}; Exchange can take up to {hours:g} hours to "
-             f"enforce it for them: the window closes {window['closesAt']}.",
              {**public(window), "windowStartedAt": window["startedAt"], "windowClosesAt": window["closesAt"],
               "windowHours": hours, "secondsLeft": int(hours * 3600)}, protection.key)
     revoked = revocations(snapshot)

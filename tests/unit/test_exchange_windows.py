@@ -147,3 +147,34 @@ def test_a_mailbox_override_removed_and_a_stricter_default_each_open_a_window():
                        ("exo_basic_auth_policy", "defaultPolicy", True)]
     gaps = {e.details["protection"] for e in events if e.type == "enforcement.gap"}
     assert gaps == {"smtpAuth:mailboxes"}  # 25.5 h: past the override's window (1 h + 24), inside the default's (2 h + 24)
+
+
+def test_a_user_assigned_a_stricter_policy_any_time_gets_a_window_and_an_upgrade_opens_none():
+    """The printers' policy has blocked Basic SMTP since before authwatch looked; a week later a fax user is assigned
+    it: its own window opens then, and its SMTP AUTH a day and more later is a gap. A state written before
+    assignments were kept (no 'assigned:' entries) opens no window for everyone already assigned."""
+    def with_fax(hours: float, signins=()):
+        snapshot = snap(hours, printers_smtp=False, signins=signins)
+        snapshot.exchange["users"].append({"Identity": "fax", "UserPrincipalName": "fax@contoso.com",
+                                           "AuthenticationPolicy": PRINTERS})
+        return snapshot
+
+    events = replay([snap(0, printers_smtp=False), snap(168, printers_smtp=False), with_fax(170),
+                     with_fax(195, signins=[smtp(194.5, user="fax@contoso.com")])])
+    assert [(e.details["protection"], e.at) for e in events if e.type == "enforcement.window_started"] == [
+        (f"authPolicy:{PRINTERS}:assigned", at(170))]
+    [gap] = [e for e in events if e.type == "enforcement.gap"]
+    assert [g["user"] for g in gap.details["gaps"]] == ["fax@contoso.com"]
+    state = None
+    for snapshot in (snap(0, printers_smtp=False), with_fax(2)):
+        result = compare(state, None, snapshot, now=snapshot.collected_at)
+        state = result.state
+    [note] = result.notes  # history (not alerts) says who got the policy
+    assert note.type == "config.changed" and "assigned to fax@contoso.com" in note.summary
+
+    old = compare(None, None, snap(0, printers_smtp=False), now=at(0)).state
+    old["config"]["authenticationPolicies"] = {key: value for key, value in
+                                               old["config"]["authenticationPolicies"].items()
+                                               if not key.startswith("assigned:")}
+    upgraded = compare(old, None, snap(1, printers_smtp=False), now=at(1))
+    assert [e for e in upgraded.events if e.type == "enforcement.window_started"] == []
