@@ -124,6 +124,8 @@ _ITEM_NAMES = {
     "organization.OAuth2ClientProfileEnabled": "Exchange organization config",
     "sharepoint.isLegacyAuthProtocolsEnabled": "SharePoint settings",
     "defaultPolicy": "Exchange default authentication policy",
+    "popEnabledMailboxes": "Exchange mailboxes (POP)",
+    "imapEnabledMailboxes": "Exchange mailboxes (IMAP)",
 }
 
 

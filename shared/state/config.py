@@ -26,6 +26,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "securityDefaults": ("graph.securityDefaults",),
     "transport": ("exchange.transportConfig",),
     "mailboxOverrides": ("exchange.casMailboxes",),
+    "mailboxProtocols": ("exchange.casMailboxes",),
     "authenticationPolicies": ("exchange.authenticationPolicies", "exchange.organizationConfig", "exchange.users"),
     "organization": ("exchange.organizationConfig",),
     "sharepoint": ("graph.sharepointSettings",),
@@ -131,6 +132,17 @@ def _mailbox_overrides(snapshot: TenantSnapshot) -> dict[str, Any]:
     return {"smtpAuthEnabledMailboxes": bounded(overriding)}
 
 
+# The mailboxes with POP or IMAP on (bounded like the overrides): switching one off is a protection with its own
+# window (state/windows.py); Basic for both was retired in 2022, so what it stops is every client, OAuth included.
+PROTOCOL_KEYS = {"PopEnabled": "popEnabledMailboxes", "ImapEnabled": "imapEnabledMailboxes"}
+
+
+def _mailbox_protocols(snapshot: TenantSnapshot) -> dict[str, Any]:
+    boxes = [box for box in snapshot.get("exchange.casMailboxes") or () if isinstance(box, dict)]
+    return {key: bounded(mailbox_label(box) for box in boxes if as_bool(box.get(field)) is True)
+            for field, key in PROTOCOL_KEYS.items()}
+
+
 def _flag(snapshot: TenantSnapshot, source: str, field: str, key: str) -> dict[str, Any]:
     holder = first_object(snapshot.get(source)) or {}
     return {key: as_bool(holder.get(field))}
@@ -144,6 +156,7 @@ def control_config(snapshot: TenantSnapshot) -> Config:
         "transport": lambda: _flag(snapshot, "exchange.transportConfig", "SmtpClientAuthenticationDisabled",
                                    "transport.SmtpClientAuthenticationDisabled"),
         "mailboxOverrides": lambda: _mailbox_overrides(snapshot),
+        "mailboxProtocols": lambda: _mailbox_protocols(snapshot),
         "authenticationPolicies": lambda: _applied_policies(snapshot),
         "organization": lambda: _flag(snapshot, "exchange.organizationConfig", "OAuth2ClientProfileEnabled",
                                       "organization.OAuth2ClientProfileEnabled"),

@@ -26,6 +26,7 @@ SECTION_CONTROL = {
     "securityDefaults": "entra_legacy_auth_blocked",
     "transport": "exo_smtp_auth_disabled",
     "mailboxOverrides": "exo_smtp_auth_mailbox_overrides",
+    "mailboxProtocols": "exo_pop_imap_disabled",
     "authenticationPolicies": "exo_basic_auth_policy",
     "organization": "exo_modern_auth_enabled",
     "sharepoint": "spo_legacy_auth_disabled",
@@ -154,6 +155,8 @@ def _item_changes(section: str, key: str, old: Any, new: Any) -> list[FieldChang
         return _policy_changes(old, new)
     if section == "mailboxOverrides":
         return _override_changes(old, new)
+    if section == "mailboxProtocols":
+        return _protocol_changes(key, old, new)
     if key.startswith("authPolicy:"):
         gained, lost = _allowed(new) - _allowed(old), _allowed(old) - _allowed(new)
         changes = [FieldChange(f"AllowBasicAuth{p}", (old or {}).get(p), True, REENABLED) for p in sorted(gained)]
@@ -200,6 +203,21 @@ def _override_changes(old: Any, new: Any) -> list[FieldChange]:
         changes.append(FieldChange(label, found.before, found.after, NEUTRAL,
                                    "fewer mailboxes override it now, but the list is too long to tell whether one of "
                                    "them is new: check the control's evidence"))
+    return changes
+
+
+def _protocol_changes(key: str, old: Any, new: Any) -> list[FieldChange]:
+    found = set_change(old, new)
+    if found is None:
+        return []
+    label = "mailboxes with POP on" if key.startswith("pop") else "mailboxes with IMAP on"
+    changes = []
+    if found.added or found.more_added:
+        changes.append(FieldChange(label, found.before, found.after, WEAKENED,
+                                   f"turned on for {_names(found.added, found.more_added)}"))
+    if found.removed:
+        changes.append(FieldChange(label, found.before, found.after, STRENGTHENED,
+                                   f"turned off for {_names(found.removed, False)}"))
     return changes
 
 

@@ -46,6 +46,7 @@ class Protection:
     control: str
     label: str  # what was switched on, in words
     users: frozenset[str] | None  # lower-case user principal names / addresses in scope; None: every user
+    protocol: str = "Authenticated SMTP"  # the clientAppUsed whose successful sign-ins break the window
 
 
 def _policy_users(snapshot: TenantSnapshot, name: str) -> frozenset[str]:
@@ -69,6 +70,15 @@ def switched_on(changes: Iterable[Change], current: Config, snapshot: TenantSnap
         if change.key == TRANSPORT_KEY:
             yield Protection("smtpAuth:tenant", "exo_smtp_auth_disabled", "SMTP AUTH turned off for the organisation",
                              None)
+        elif change.section == "mailboxProtocols":
+            found = set_change((previous.get("mailboxProtocols") or {}).get(change.key),
+                               (current.get("mailboxProtocols") or {}).get(change.key))
+            protocol = "POP3" if change.key.startswith("pop") else "IMAP4"
+            if found and found.removed:
+                yield Protection(f"{protocol}:mailboxes", "exo_pop_imap_disabled",
+                                 f"{protocol[:-1] if protocol == 'POP3' else 'IMAP'} turned off for "
+                                 f"{len(found.removed)} mailbox(es)",
+                                 frozenset(name.lower() for name in found.removed), protocol)
         elif change.section == "mailboxOverrides" and tenant_off:
             found = set_change((previous.get("mailboxOverrides") or {}).get(change.key),
                                (current.get("mailboxOverrides") or {}).get(change.key))
@@ -109,7 +119,9 @@ def switched_off(changes: Iterable[Change]) -> set[str]:
     for change in changes:
         if any(field.effect in (WEAKENED, REENABLED) for field in change.fields):
             keys.add("smtpAuth:tenant" if change.key == TRANSPORT_KEY else
-                     "smtpAuth:mailboxes" if change.section == "mailboxOverrides" else change.key)
+                     "smtpAuth:mailboxes" if change.section == "mailboxOverrides" else
+                     ("POP3:mailboxes" if change.key.startswith("pop") else "IMAP4:mailboxes")
+                     if change.section == "mailboxProtocols" else change.key)
     return keys
 
 
@@ -132,7 +144,8 @@ def new_window(protection: Protection, at: datetime, hours: float) -> dict[str, 
             "startedAt": format_time(at), "closesAt": format_time(at + timedelta(hours=hours)), "hours": hours,
             "origin": "observation time", "scope": {"everyone": users is None, "count": len(users or ()),
                                                     "sample": (users or [])[:SCOPE_SAMPLE]},
-            "users": users, "confirmed": False, "gapReported": False, "cancelled": False}
+            "users": users, "protocol": protection.protocol, "confirmed": False, "gapReported": False,
+            "cancelled": False}
 
 
 def _in_scope(window: dict[str, Any], user: str) -> bool:
@@ -148,7 +161,8 @@ def gaps(window: dict[str, Any], snapshot: TenantSnapshot, revoked: dict[str, da
     found = []
     for raw in snapshot.get("graph.signIns") or ():
         signin = read_legacy_signin(raw)
-        if signin is None or signin.protocol != SMTP or signin.succeeded is not True or signin.at is None:
+        if signin is None or signin.protocol != window.get("protocol", SMTP) or signin.succeeded is not True \
+                or signin.at is None:
             continue
         if not _in_scope(window, signin.user):
             continue
@@ -158,6 +172,13 @@ def gaps(window: dict[str, Any], snapshot: TenantSnapshot, revoked: dict[str, da
             found.append({"user": signin.user, "ipAddress": signin.ip_address, "at": format_time(signin.at),
                           "protocol": signin.protocol, "closedForUserAt": format_time(bites)})
     return sorted(found, key=lambda gap: gap["at"])
+
+
+def _what(window: dict[str, Any], short: bool = False) -> str:
+    protocol = window.get("protocol", SMTP)
+    if protocol == SMTP:
+        return "SMTP AUTH" if short else "SMTP AUTH with a password"
+    return protocol
 
 
 def public(window: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +236,7 @@ def advance(windows: list[dict[str, Any]], changes: list[Change], previous: Conf
             window["gapReported"] = True
             users = sorted({gap["user"] for gap in found})
             emit(ev.ENFORCEMENT_GAP, window["control"], "high",
-                 f"SMTP AUTH with a password still succeeds after {window['label']} was enforced: "
+                 f"{_what(window)} still succeeds after {window['label']} was enforced: "
                  f"{len(found)} sign-in(s) by {', '.join(users[:5])}{' and others' if len(users) > 5 else ''}.",
                  {**details, "gapCount": len(found), "gaps": found[:MAX_GAPS_SHOWN],
                   "remediation": "Revoke the users' sessions so the change bites now: Set-User <user> "
@@ -224,6 +245,7 @@ def advance(windows: list[dict[str, Any]], changes: list[Change], previous: Conf
         elif at >= parse_time_or_none(window["closesAt"]):  # type: ignore[operator]
             window["confirmed"] = True
             emit(ev.WINDOW_CONFIRMED, window["control"], "low",
-                 f"Enforcement confirmed: no successful SMTP AUTH sign-in in scope since {window['closesAt']} "
+                 f"Enforcement confirmed: no successful {_what(window, short=True)} sign-in in scope since "
+                 f"{window['closesAt']} "
                  f"({window['label']}).", details, window["protection"])
     return bounded(windows)

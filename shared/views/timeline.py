@@ -95,7 +95,7 @@ WINDOW_STARTED, CONFIRMED, GAP = "enforcement.window_started", "enforcement.conf
 _SECTIONS = {"conditionalAccess": "Conditional Access policy", "securityDefaults": "Security defaults",
              "transport": "Exchange SMTP AUTH (tenant)", "mailboxOverrides": "Mailbox SMTP AUTH overrides",
              "authenticationPolicies": "Exchange authentication policy", "organization": "Exchange organization",
-             "sharepoint": "SharePoint settings"}
+             "sharepoint": "SharePoint settings", "mailboxProtocols": "Mailbox POP / IMAP"}
 _BLOCK_SECTIONS = ("conditionalAccess", "securityDefaults")  # the legacy-auth block's window (older data: unnamed)
 _VERBS = {"weakened": "Protection weakened", "strengthened": "Protection strengthened",
           "reenabled": "Basic authentication re-enabled", "neutral": "Configuration changed"}

@@ -178,3 +178,28 @@ def test_a_user_assigned_a_stricter_policy_any_time_gets_a_window_and_an_upgrade
                                                if not key.startswith("assigned:")}
     upgraded = compare(old, None, snap(1, printers_smtp=False), now=at(1))
     assert [e for e in upgraded.events if e.type == "enforcement.window_started"] == []
+
+
+def test_pop_switched_off_for_a_mailbox_opens_a_window_judged_by_pop_sign_ins():
+    """Basic POP was retired in 2022, so the window that matters is POP switched off altogether: any client,
+    OAuth included, should stop within the window; a POP3 sign-in after it is a gap, an SMTP one is not."""
+    def pop(hours: float, enabled: bool, signins=()):
+        snapshot = snap(hours, signins=signins)
+        snapshot.exchange["casMailboxes"] = [{"Identity": "frontdesk", "PrimarySmtpAddress": "frontdesk@contoso.com",
+                                              "SmtpClientAuthenticationDisabled": None, "PopEnabled": enabled,
+                                              "ImapEnabled": False}]
+        return snapshot
+
+    pop_signin = {**smtp(30, user="frontdesk@contoso.com"), "id": "pop-30", "clientAppUsed": "POP3"}
+    events = replay([pop(0, True), pop(5, False),
+                     pop(31, False, signins=[pop_signin, smtp(30.5, "frontdesk@contoso.com")])])
+    [started] = [e for e in events if e.type == "enforcement.window_started"]
+    assert (started.control, started.details["protection"], started.details["protocol"]) == (
+        "exo_pop_imap_disabled", "POP3:mailboxes", "POP3")
+    [gap] = [e for e in events if e.type == "enforcement.gap"]
+    assert [g["protocol"] for g in gap.details["gaps"]] == ["POP3"] and gap.summary.startswith("POP3 still succeeds")
+    # Turning POP back on is a weakening (and would cancel an open window).
+    again = replay([pop(0, True), pop(5, False), pop(6, True)])
+    assert [e.type for e in again if e.control == "exo_pop_imap_disabled"] == [
+        "control.failed", "control.recovered", "drift.strengthened", "enforcement.window_started", "control.failed",
+        "drift.weakened"]
