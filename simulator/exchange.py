@@ -49,6 +49,8 @@ CMDLETS: dict[str, Cmdlet] = {c.name.lower(): c for c in (
     Cmdlet("Get-CASMailboxPlan", "casMailboxPlans", frozenset({"identity", "filter", "resultsize"}),
            frozenset({"Identity", "Name", "DisplayName", "ActiveSyncEnabled", "ImapEnabled", "PopEnabled",
                       "OwaMailboxPolicy"}), False),
+    # STSRefreshTokensValidFrom: when Set-User -STSRefreshTokensValidFrom last revoked the user's refresh tokens
+    # (https://learn.microsoft.com/en-us/powershell/module/exchangepowershell/set-user); served as the scenario gives it.
     Cmdlet("Get-User", "users", frozenset({"identity", "filter", "resultsize"}),
            frozenset({"Identity", "Name", "DisplayName", "UserPrincipalName", "AuthenticationPolicy",
                       "ExternalDirectoryObjectId", "RecipientTypeDetails", "STSRefreshTokensValidFrom"}), True),

@@ -282,7 +282,11 @@ class _Cycle:
                                                          "baseline)"),
             NEUTRAL: (ev.CONFIG_CHANGED, "low", "Configuration changed"),
         }[effect]
-        self.event(kind, change.control, severity, f"{verb}{who}: {name}: {listed}.", details, subject=change.key)
+        when = (f" Clients may authenticate with a password again as soon as it propagates, within "
+                f"{self.snapshot.enforcement_window_hours:g} h (by {details['canWorkAgainBy']}).") \
+            if effect == REENABLED else ""
+        self.event(kind, change.control, severity, f"{verb}{who}: {name}: {listed}.{when}", details,
+                   subject=change.key)
 
 
 def _telling_error(snapshot: TenantSnapshot) -> SourceError:

@@ -96,6 +96,7 @@ def test_a_protection_switched_off_again_cancels_its_window():
     assert [e for e in events if e.type in ("enforcement.gap", "enforcement.confirmed")] == []
     [reenabled] = [e for e in events if e.type == "basic_auth.reenabled"]
     assert reenabled.details["canWorkAgainBy"] == iso(at(2 + 24))  # says when basic auth can work again
+    assert reenabled.summary.endswith(f"within 24 h (by {iso(at(26))}).")
 
 
 def test_windows_are_kept_in_the_state_bounded_and_without_user_lists_in_events():
