@@ -30,7 +30,8 @@ sync_api = pytest.importorskip("playwright.sync_api",
 
 from shared.cli.demo_data import running_demo  # noqa: E402
 from shared.cli.serve import DashboardServer  # noqa: E402
-from tests.e2e.test_dashboard_browser import LAUNCH_ARGS, screenshot  # noqa: E402
+# The browser (launched after this module's server) and the console-problem list are the browser test's fixtures.
+from tests.e2e.test_dashboard_browser import browser, problems, screenshot  # noqa: E402,F401
 
 pytestmark = pytest.mark.integration
 
@@ -53,19 +54,6 @@ def server(seeding) -> Iterator[DashboardServer]:
     with running_demo(say=lambda message: None, storage_from_env=False) as demo:
         with DashboardServer(demo.env, port=0, clock=demo.clock, source="demo fleet (actions test)") as running:
             yield running
-
-
-@pytest.fixture(scope="module")
-def browser(server) -> Iterator[Any]:  # after the server: seeding the demo runs its own event loop
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def problems() -> list[str]:
-    return []
 
 
 def _open(browser, base_url: str, problems: list[str], **options: Any) -> Any:
