@@ -37,6 +37,20 @@ def with_fleet(body: Callable[[Any], Awaitable[Any]]) -> Any:
         raise UsageError(f"{str(error).strip(chr(39))} (authwatch tenants add registers a tenant)") from None
 
 
+def require_storage(what: str, demo: str) -> None:
+    """A one-line usage error, before anything starts, when the storage settings are missing: `what` reads the
+    monitor's storage account, and `--demo` does `demo` instead."""
+    from shared.settings import Settings
+
+    try:
+        Settings.from_env()
+    except SettingsError:
+        raise UsageError(f"{what} reads the storage account the monitor writes to: set "
+                         "AUTHWATCH_STORAGE_CONNECTION_STRING to its connection string (`azd env get-value "
+                         f"AUTHWATCH_STORAGE_CONNECTION_STRING` after `azd up`), or add --demo to {demo} (starts "
+                         "Azurite and the simulator; no Azure needed)") from None
+
+
 @asynccontextmanager
 async def stored_fleet(env: Mapping[str, str]) -> AsyncIterator[Any]:
     """The fleet over the storage account `env` names (reports, timeline, readiness), reached within 30 s or a

@@ -60,13 +60,9 @@ def _load(args: argparse.Namespace) -> dict[str, Any]:
 
         with running_demo(lambda message: print(message, file=sys.stderr), storage_from_env=False) as demo:
             return asyncio.run(_answer(demo.env, args.tenant, demo.evaluated_at))
-    from shared.cli.report import NEEDS_STORAGE
-    from shared.settings import Settings, SettingsError
+    from shared.cli.fleetcmd import require_storage
 
-    try:
-        Settings.from_env()
-    except SettingsError:
-        raise UsageError(NEEDS_STORAGE.replace("the report reads", "readiness reads")) from None
+    require_storage("readiness", "list the local demo fleet's senders")
     return asyncio.run(_answer(os.environ, args.tenant, datetime.now(timezone.utc)))
 
 

@@ -20,10 +20,6 @@ from shared.cli.errors import UsageError
 from shared.cli.output import EXIT_CODES, EXIT_FINDINGS, Filters, add_filters, add_output, gate
 
 DEFAULT_HTML = "authwatch-report.html"
-NEEDS_STORAGE = ("the report reads the storage account the monitor writes to: set AUTHWATCH_STORAGE_CONNECTION_STRING "
-                 "to its connection string (`azd env get-value AUTHWATCH_STORAGE_CONNECTION_STRING` after `azd up`), "
-                 "or add --demo to report the local demo fleet (starts Azurite and the simulator; no Azure needed)")
-
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
@@ -82,13 +78,10 @@ def _list(values: set[str] | None) -> list[str] | None:
 
 
 def _from_storage(args: argparse.Namespace, filters: Filters) -> tuple[str, dict[str, Any]]:
-    from shared.settings import Settings, SettingsError
+    from shared.cli.fleetcmd import require_storage
 
     now = _now(args.at)
-    try:
-        Settings.from_env()
-    except SettingsError:
-        raise UsageError(NEEDS_STORAGE) from None
+    require_storage("the report", "report the local demo fleet")
     return asyncio.run(_build(os.environ, args, filters, now))
 
 

@@ -19,10 +19,6 @@ from typing import Any, Mapping
 from shared.cli.errors import UsageError
 from shared.cli.output import EXIT_CODES, add_output
 
-NEEDS_STORAGE = ("the timeline reads the storage account the monitor writes to: set "
-                 "AUTHWATCH_STORAGE_CONNECTION_STRING to its connection string (`azd env get-value "
-                 "AUTHWATCH_STORAGE_CONNECTION_STRING` after `azd up`), or add --demo for the local demo fleet")
-
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
@@ -67,13 +63,10 @@ def _timeline(args: argparse.Namespace, limit: int) -> dict[str, Any]:
         with running_demo(lambda message: print(message, file=sys.stderr), storage_from_env=False) as demo:
             now = _now(args.at) if args.at else demo.evaluated_at
             return asyncio.run(_build(demo.env, args.tenant, now, limit))
-    from shared.settings import Settings, SettingsError
+    from shared.cli.fleetcmd import require_storage
 
     now = _now(args.at)
-    try:
-        Settings.from_env()
-    except SettingsError:
-        raise UsageError(NEEDS_STORAGE) from None
+    require_storage("the timeline", "show the local demo fleet's timeline")
     return asyncio.run(_build(os.environ, args.tenant, now, limit))
 
 
