@@ -23,4 +23,5 @@ async def fan_out(timer: func.TimerRequest) -> None:
     finally:
         await fleet.close()
     log.info("timer fan-out", extra={"queued": len(result.queued), "in_flight": result.in_flight,
-                                     "not_due": result.not_due, "past_due": timer.past_due})
+                                     "not_due": result.not_due, "failed": result.failed,
+                                     "past_due": timer.past_due})

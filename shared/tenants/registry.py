@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
 from shared.collect.credentials import CredentialError, CredentialSpec
@@ -48,6 +48,8 @@ log = logging.getLogger("authwatch.registry")
 TABLE = "AuthwatchRegistry"
 PARTITION = "tenant"
 WRITE_ATTEMPTS = 5
+TRANSACTION_ROWS = 100  # an entity group transaction's limits: 100 entities, 4 MiB (kept under, with room)
+TRANSACTION_BYTES = 3 * 1024 * 1024
 
 
 _TIME_COLUMNS = {"LastSuccessAt": "last_success_at", "LastAttemptAt": "last_attempt_at",
@@ -97,6 +99,15 @@ def _from_entity(entity: Mapping[str, Any]) -> TenantConfig:
         )
     except (CredentialError, ValueError, TypeError) as error:
         raise RegistryError(f"tenant {tenant_id}: the stored registry row is unreadable ({error})") from None
+
+
+def _take_lease(entity: dict[str, Any] | None, now: datetime, lease: timedelta) -> dict[str, Any] | None:
+    """The row with the fan-out lease taken until now + lease; None when there is no row or another claim still
+    holds the lease. The fan-out is the attempt: `due` measures the next one from here."""
+    held = entity.get("InFlightUntil") if entity is not None else None
+    if entity is None or (held is not None and as_utc(held, "InFlightUntil") > now):
+        return None
+    return _apply(entity, {"InFlightUntil": now + lease, "LastAttemptAt": now})
 
 
 def _apply(entity: dict[str, Any], columns: Mapping[str, Any]) -> dict[str, Any]:
@@ -237,14 +248,51 @@ class TenantRegistry:
 
         def change(entity: dict[str, Any] | None) -> dict[str, Any] | None:
             nonlocal won
-            held = entity.get("InFlightUntil") if entity else None
-            won = entity is not None and (held is None or as_utc(held, "InFlightUntil") <= now)
-            # The fan-out is the attempt: `due` measures the next one from here.
-            return _apply(entity, {"InFlightUntil": now + lease, "LastAttemptAt": now}) \
-                if won and entity is not None else None
+            new = _take_lease(entity, now, lease)
+            won = new is not None
+            return new
 
         await self._write(key, change, known=row)
         return won
+
+    async def claim_in_flight_rows(self, claims: Sequence[tuple[dict[str, Any], timedelta]], *,
+                                   now: datetime) -> list[bool | None]:
+        """`claim_in_flight` for many rows from `list_rows` ((row, lease) pairs), in Table transactions of up to 100
+        rows instead of one write each: the registry is one partition, and an entity group transaction may update up
+        to 100 entities of one partition, up to 4 MiB, all or nothing.
+        https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions
+        Per row: True (claimed), False (another claim holds it: not written) or None — undecided, because the
+        transaction it was in was refused (a row in it changed since it was read, so nothing in it was written):
+        claim that one with claim_in_flight, which reads it again."""
+        now = as_utc(now, "now")
+        decided: list[bool | None] = [False] * len(claims)
+        chunk: list[tuple[int, dict[str, Any], str]] = []
+        size = 0
+        for position, (row, lease) in enumerate(claims):
+            new = _take_lease(dict(row), now, lease)
+            if new is None:
+                continue
+            new = {name: value for name, value in new.items() if value is not None}
+            weight = sum(len(str(value)) for value in new.values()) * 2 + 1024  # UTF-16, plus the part's headers
+            if chunk and (len(chunk) == TRANSACTION_ROWS or size + weight > TRANSACTION_BYTES):
+                await self._claim_chunk(chunk, decided)
+                chunk, size = [], 0
+            chunk.append((position, new, row.metadata["etag"]))  # type: ignore[attr-defined]
+            size += weight
+        if chunk:
+            await self._claim_chunk(chunk, decided)
+        return decided
+
+    async def _claim_chunk(self, chunk: list[tuple[int, dict[str, Any], str]], decided: list[bool | None]) -> None:
+        operations = [("update", new, {"mode": UpdateMode.REPLACE, "etag": etag,
+                                       "match_condition": MatchConditions.IfNotModified}) for _, new, etag in chunk]
+        try:
+            await self._table.submit_transaction(operations)  # type: ignore[arg-type]
+            won: bool | None = True
+        except TableTransactionError:
+            won = None
+        for position, _, _ in chunk:
+            decided[position] = won
 
     async def release_in_flight(self, tenant_id: str) -> None:
         """Drop the fan-out lease (the evaluation finished). Unknown tenants are ignored."""
