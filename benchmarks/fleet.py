@@ -1,13 +1,19 @@
 """Fleet benchmark: one full cycle over N simulated tenants through the queue worker's code path, at Microsoft's
 documented throttling limits, then a second unchanged cycle (steady state).
 
-    python -m benchmarks.fleet --tenants N [--latency-ms L] [--concurrency C] [--json FILE]
+    python -m benchmarks.fleet --tenants N [--latency-ms L] [--concurrency C] [--instances K] [--json FILE]
 
 Azurite plays Table + Queue storage; the simulator (in its own process, so it has a core of its own) plays Entra,
 Graph and Exchange with the limits on and L ms of latency per request. Prints and writes: tenants, wall_s,
 lower_bound_s (from the limits, the latency and the requests actually made), ratio, throttled_responses,
 requests_per_tenant (by endpoint and total), table_transactions_per_tenant, peak_rss_mb, cold_import_s — for the
 first cycle and for the steady state. Numbers, not a test.
+
+Without --instances (or with 0) the cycle runs in this process: the fan-out, then every message through the worker's
+code path, C at a time. With --instances K, K worker processes play Functions instances: each imports function_app,
+pulls the Azurite `evaluations` queue with host.json's batch settings and calls the app's queue-trigger function
+(benchmarks/fleet_instances.py, benchmarks/fleet_worker.py); per cycle it adds CPU per tenant per process, the budget
+table's storage transactions and peak RSS per process.
 """
 
 from __future__ import annotations
@@ -95,11 +101,28 @@ class TableCounter:
         AioHttpTransport.send = send  # measurement only: the benchmark's own process
 
 
+def _timespan_s(value: str) -> int:
+    """host.json's "hh:mm:ss" as seconds."""
+    hours, minutes, seconds = (int(part) for part in value.split(":"))
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def host_queues() -> dict[str, int]:
+    """host.json's queue settings (the host's defaults where it is silent), times in seconds. receiveVisibility is
+    how long a received message stays invisible: functionTimeout (the host renews it while the function runs)."""
+    with open(os.path.join(ROOT, "host.json"), encoding="utf-8") as handle:
+        host = json.load(handle)
+    queues = host.get("extensions", {}).get("queues", {})
+    return {"batchSize": int(queues.get("batchSize", 16)), "newBatchThreshold": int(queues.get("newBatchThreshold", 8)),
+            "maxDequeueCount": int(queues.get("maxDequeueCount", 5)),
+            "visibilityTimeout": _timespan_s(queues.get("visibilityTimeout", "00:00:00")),
+            "receiveVisibility": _timespan_s(host.get("functionTimeout", "00:10:00"))}
+
+
 def host_concurrency() -> int:
     """How many queue messages one Functions instance works on at once: batchSize + newBatchThreshold (host.json)."""
-    with open(os.path.join(ROOT, "host.json"), encoding="utf-8") as handle:
-        queues = json.load(handle)["extensions"]["queues"]
-    return int(queues.get("batchSize", 16)) + int(queues.get("newBatchThreshold", 8))
+    queues = host_queues()
+    return queues["batchSize"] + queues["newBatchThreshold"]
 
 
 def group_cpu_s(group: int) -> float:
@@ -149,7 +172,7 @@ async def run_cycle(fleet: Any, now: datetime, concurrency: int, counter: TableC
         for attempt in range(5):
             async with gate:
                 try:
-                    await evaluate_registered(fleet, message["tenantId"], now=now, entry=message.get("config"))
+                    await evaluate_registered(fleet, message["tenantId"], now=now, message=message)
                     return
                 except EvaluationFailed as error:
                     failures[f"{error}: {error.__cause__!r}"[:200]] += 1
@@ -252,10 +275,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=host_concurrency(),
                         help="tenants evaluated at once in this process (default: what host.json lets one Functions "
                              "instance run at once)")
+    parser.add_argument("--instances", type=int, default=0, metavar="K",
+                        help="K worker processes pulling the real queue as Functions instances would (host.json's "
+                             "batch settings; --concurrency is then unused); 0: everything in this process")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
     # A terminated run (CI timeout, `kill`) unwinds like Ctrl-C, so Azurite (its own process group) is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    if args.instances > 0:
+        from benchmarks.fleet_instances import bench_instances, print_cycle
+
+        result = asyncio.run(bench_instances(args.tenants, args.latency_ms, args.instances))
+        result["cold_import_s"] = cold_import_s()
+        for cycle in result["cycles"]:
+            print_cycle(cycle)
+        print(f"peak RSS {result['peak_rss_mb']} MB (largest instance), cold import of function_app "
+              f"{result['cold_import_s']} s")
+        return _emit(result, args.json)
     result = asyncio.run(bench(args.tenants, args.latency_ms, args.concurrency))
     result["cold_import_s"] = cold_import_s()
     for cycle in result["cycles"]:
@@ -264,9 +300,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{cycle['throttled_responses']} throttled, {cycle['requests_per_tenant']['total']} Microsoft "
               f"requests and {cycle['table_transactions_per_tenant']} Table transactions per tenant")
     print(f"peak RSS {result['peak_rss_mb']} MB, cold import of function_app {result['cold_import_s']} s")
+    return _emit(result, args.json)
+
+
+def _emit(result: dict[str, Any], path: str | None) -> int:
     print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
+    if path:
+        with open(path, "w", encoding="utf-8") as handle:
             json.dump(result, handle, indent=2)
     return 0
 

@@ -39,7 +39,7 @@ def _tenant_id(document: dict[str, Any]) -> str | None:
 
 @bp.queue_trigger(arg_name="msg", queue_name="evaluations", connection=CONNECTION)
 async def evaluate_tenant(msg: func.QueueMessage) -> None:
-    from shared.bootstrap import build_fleet
+    from shared.bootstrap import process_fleet
     from shared.cycle.fleet import evaluate_registered
 
     document = _document(msg)
@@ -47,12 +47,12 @@ async def evaluate_tenant(msg: func.QueueMessage) -> None:
     if tenant_id is None:
         log.error("evaluation message without a valid tenant id; dropped", extra={"message_id": msg.id})
         return  # retrying cannot fix it
-    fleet = build_fleet()
-    try:
-        await fleet.create()
-        outcome = await evaluate_registered(fleet, tenant_id, now=datetime.now(timezone.utc))
-    finally:
-        await fleet.close()
+    # The instance's fleet, reused by every message: its storage clients, connections and its share of the
+    # deployment's request budget live as long as the instance (shared.bootstrap.process_fleet).
+    fleet = await process_fleet()
+    # The message carries the tenant's registry config as of the fan-out; the worker re-reads the registry only when
+    # the config changed since (shared/cycle/fleet.py).
+    outcome = await evaluate_registered(fleet, tenant_id, now=datetime.now(timezone.utc), message=document)
     log.info("tenant evaluated", extra={"tenant_id": tenant_id, "dequeue_count": msg.dequeue_count,
                                         "events": len(outcome.events) if outcome else 0,
                                         "unreachable": bool(outcome and outcome.unreachable)})

@@ -73,3 +73,21 @@ def batch_items(payload: Any, request_ids: Sequence[str]) -> dict[str, BatchItem
         else:
             answers[request_id] = None
     return answers
+
+
+def retry_after_s(payload: Any, request_ids: Sequence[str]) -> float:
+    """The longest Retry-After among the answers for `request_ids` (0 when none says one).
+
+    A throttled item carries its own 429 and Retry-After inside the batch's 200: "the individual requests' responses
+    will have the 429 status code and a Retry-After header … retry only the failed requests after the delay"
+    (https://learn.microsoft.com/en-us/graph/throttling#throttling-and-batching). A value authwatch cannot read as
+    whole seconds is ignored here; the re-read's own retry policy still honours the header it then gets."""
+    responses = payload.get("responses") if isinstance(payload, dict) else None
+    wanted, longest = set(request_ids), 0.0
+    for item in responses if isinstance(responses, list) else []:
+        if not isinstance(item, dict) or _request_id(item) not in wanted or not isinstance(item.get("headers"), dict):
+            continue
+        for name, value in item["headers"].items():
+            if str(name).lower() == "retry-after" and str(value).strip().isdigit():
+                longest = max(longest, float(str(value).strip()))
+    return longest

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from azure.core.credentials import AccessToken
-from azure.identity import CredentialUnavailableError
 
 from shared.collect.endpoints import MicrosoftEndpoints
 
@@ -60,9 +59,29 @@ class CredentialError(ValueError):
     certificate). The message names the field or the setting, never a secret."""
 
 
-class CredentialMisconfigured(CredentialUnavailableError):
-    """Raised by the stand-in credential of a tenant whose credential could not be built: collection records it as
-    a token failure of every source (code "CredentialMisconfigured") instead of crashing."""
+_MISCONFIGURED: type | None = None
+
+
+def _misconfigured() -> type:
+    """CredentialMisconfigured, made on first use: it derives from azure-identity's CredentialUnavailableError, and
+    azure-identity (with msal and cryptography) need not be imported to import the function app (cold start)."""
+    global _MISCONFIGURED
+    if _MISCONFIGURED is None:
+        from azure.identity import CredentialUnavailableError
+
+        class CredentialMisconfigured(CredentialUnavailableError):
+            """Raised by the stand-in credential of a tenant whose credential could not be built: collection records
+            it as a token failure of every source (code "CredentialMisconfigured") instead of crashing."""
+
+        CredentialMisconfigured.__module__ = __name__
+        _MISCONFIGURED = CredentialMisconfigured
+    return _MISCONFIGURED
+
+
+def __getattr__(name: str) -> Any:  # `from shared.collect.credentials import CredentialMisconfigured` still works
+    if name == "CredentialMisconfigured":
+        return _misconfigured()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -212,10 +231,10 @@ class UnavailableCredential:
         self.reason = reason
 
     async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        raise CredentialMisconfigured(message=self.reason)
+        raise _misconfigured()(message=self.reason)
 
     async def get_token_info(self, *scopes: str, options: Any = None) -> AccessToken:
-        raise CredentialMisconfigured(message=self.reason)
+        raise _misconfigured()(message=self.reason)
 
     async def close(self) -> None:
         return None

@@ -6,6 +6,7 @@ snapshot contract keeps Microsoft's own shapes and a model round trip would drop
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +16,8 @@ from kiota_abstractions.api_error import APIError
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 
-from shared.collect.batch import batch_items
+from shared.collect.batch import batch_items, retry_after_s
+from shared.collect.deadline import current
 from shared.collect.errors import DeadlineExceeded, IncompleteRead, graph_http_error, transport_error
 from shared.controls.signins import is_legacy_signin
 from shared.model import SourceError, format_time, parse_time_or_none
@@ -181,7 +183,8 @@ async def read_batch(client: Any, http: Any, graph_url: str, token: str,
                                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
         if response.status_code != 200:
             raise RuntimeError(f"$batch answered {response.status_code}")
-        items = batch_items(response.json(), [request["id"] for request in requests])
+        payload = response.json()
+        items = batch_items(payload, [request["id"] for request in requests])
     except DeadlineExceeded as late:  # no time left to read them one by one either
         return {source.name: (None, transport_error(late)) for source in BATCHED}
     except Exception:  # noqa: BLE001 - the batch as a whole failed: every source on its own, the SDK way
@@ -208,6 +211,14 @@ async def read_batch(client: Any, http: Any, graph_url: str, token: str,
             error = error if isinstance(error, dict) else {}
             answers[source.name] = (None, graph_http_error(status, str(error.get("code") or ""),
                                                            str(error.get("message") or "")))
+    if retry:
+        pause = retry_after_s(payload, [str(BATCHED.index(source)) for source in retry])
+        deadline = current()
+        if pause and deadline is not None and not deadline.allows(pause):
+            late = DeadlineExceeded(f"Microsoft answered the $batch item 429/503 with Retry-After {pause:g}: waiting "
+                                    f"would end past {deadline.describe()}, so it was not read again", status=429)
+            return {**answers, **{source.name: (None, transport_error(late)) for source in retry}}
+        await asyncio.sleep(pause)  # Microsoft's Retry-After for the throttled items, before they are read again
     for source in retry:
         answers[source.name] = await read_source(client, source, datetime.min, before_request)
     return answers

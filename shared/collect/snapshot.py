@@ -12,6 +12,7 @@ import httpx
 
 from shared.collect import exchange, graph
 from shared.collect.budget import RequestBudget
+from shared.collect.budget_middleware import budgeted
 from shared.collect.connection import EXCHANGE_SCOPE, GRAPH_SCOPE, ConnectionPools, TenantAccess
 from shared.collect.deadline import DEFAULT_TENANT_DEADLINE_S, BoundedCredential, Deadline, applied
 from shared.collect.endpoints import MicrosoftEndpoints
@@ -84,20 +85,16 @@ def _audits_needed(graph_data: dict[str, Any], hints: CollectionHints | None, si
 
 
 async def _collect_graph(credential: Any, access: TenantAccess, endpoints: MicrosoftEndpoints,
-                         http: httpx.AsyncClient, since: datetime, budget: RequestBudget | None,
-                         hints: CollectionHints | None, graph_data: dict[str, Any],
-                         errors: dict[str, SourceError], backlog: tuple[datetime, datetime] | None = None,
-                         deadline: Deadline | None = None) -> None:
+                         http: httpx.AsyncClient, since: datetime, hints: CollectionHints | None,
+                         graph_data: dict[str, Any], errors: dict[str, SourceError],
+                         backlog: tuple[datetime, datetime] | None = None) -> None:
     # Ask for the token once up front: if the tenant refuses us, every Graph source fails the same way.
     token, failure = await fetch_token(credential, GRAPH_SCOPE)
     if failure or token is None:
         errors.update({f"graph.{source.name}": failure for source in graph.GRAPH_SOURCES if failure})
         return
     client = graph_client(credential, endpoints, http)
-    tenant = access.tenant_id
-    # A budget wait that would end past the deadline is not waited: the request is not sent (DeadlineExceeded).
-    ca_slot = (lambda: budget.conditional_access(tenant, deadline)) if budget else None
-    reports_slot = (lambda: budget.reports(tenant, access.client_id, deadline)) if budget else None
+    # The throttling budget is taken by the HTTP pipeline as each request leaves (budget_middleware.py).
 
     def keep(name: str, value: Any, error: SourceError | None) -> None:
         if error:
@@ -106,13 +103,13 @@ async def _collect_graph(credential: Any, access: TenantAccess, endpoints: Micro
             graph_data[name] = value
 
     def read(name: str) -> Any:
-        return graph.read_source(client, graph.SOURCES_BY_NAME[name], since, reports_slot)
+        return graph.read_source(client, graph.SOURCES_BY_NAME[name], since)
 
     # Sign-ins do not depend on the configuration, so they queue for the fleet's reports budget (the binding limit)
     # while the $batch is in flight; audits do, since they are read only when a change needs attributing.
-    sign_ins = asyncio.ensure_future(graph.read_signins(client, since, backlog, reports_slot))
+    sign_ins = asyncio.ensure_future(graph.read_signins(client, since, backlog))
     try:
-        for name, (value, error) in (await graph.read_batch(client, http, endpoints.graph, token, ca_slot)).items():
+        for name, (value, error) in (await graph.read_batch(client, http, endpoints.graph, token)).items():
             keep(name, value, error)
         if _audits_needed(graph_data, hints, since):
             keep("directoryAudits", *(await read("directoryAudits")))
@@ -157,16 +154,18 @@ async def collect_tenant(access: TenantAccess, endpoints: MicrosoftEndpoints, *,
     deadline = deadline or Deadline.after(DEFAULT_TENANT_DEADLINE_S)
     own_http = http is None and pools is None
     http = http or (pools.http(access.tenant_id) if pools else _new_http(endpoints))
-    credential = BoundedCredential(access.credential(endpoints, transport=pools.token_transport() if pools else None),
+    # The pools lend the tenant's kept credential (its cached tokens serve every cycle within their lifetime).
+    credential = BoundedCredential(pools.credential(access) if pools else access.credential(endpoints),
                                    endpoints.timeout_s, deadline)
     graph_data: dict[str, Any] = {}
     exchange_data: dict[str, Any] = {}
     errors: dict[str, SourceError] = {}
     try:
-        with applied(deadline):  # the tasks below copy the context: their retries see this deadline
+        # The tasks below copy the context: their retries see this deadline, their requests this budget.
+        with applied(deadline), budgeted(budget, access.tenant_id, access.client_id):
             sides = {
-                "graph": asyncio.ensure_future(_collect_graph(credential, access, endpoints, http, since, budget, hints,
-                                                              graph_data, errors, backlog, deadline)),
+                "graph": asyncio.ensure_future(_collect_graph(credential, access, endpoints, http, since, hints,
+                                                              graph_data, errors, backlog)),
                 "exchange": asyncio.ensure_future(_collect_exchange(credential, access, endpoints, http,
                                                                     exchange_data, errors)),
             }

@@ -8,6 +8,7 @@ on its registry row) is won, and the lease lapses on its own if the worker dies.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from shared.cycle.service import Monitor, TenantOutcome, evaluate_tenant
 from shared.model import format_time
 from shared.storage.errors import StorageUnavailable
 from shared.storage.queues import JsonQueue
-from shared.tenants.config import TenantConfig, domain_names, due
+from shared.tenants.config import RegistryError, TenantConfig, domain_names, due
 from shared.tenants.registry import TenantRegistry
 
 log = logging.getLogger("authwatch.fleet")
@@ -189,27 +190,74 @@ async def _queue_one(fleet: Fleet, tally: _Tally, gate: asyncio.Semaphore, index
     tally.queued.append((index, tenant_id))
 
 
+# A queue message holds at most 64 KiB, base64-encoded here (shared/storage/queues.py), so 48 KiB of JSON; a
+# configuration bigger than this (approvedExclusions may take 32,000 characters) is left out of the message.
+#   https://learn.microsoft.com/rest/api/storageservices/put-message
+MESSAGE_CONFIG_CHARS = 16_000
+
+
 def evaluation_message(config: TenantConfig, now: datetime, reason: str) -> dict:
-    """The queue message names the tenant, not its settings: a message can wait (retries, a backlog) while the tenant
-    is disabled or its credential fixed, and the worker must act on the registry as it is then."""
-    return {"tenantId": config.tenant_id, "requestedAt": format_time(now), "reason": reason}
+    """The queue message: the tenant, and what the worker needs of its configuration as it was read for this message
+    (TenantConfig.worker_json: no secrets, the credential names app settings) with the registry version it was read
+    at. A message can wait (retries, a backlog) while the tenant is disabled or its credential fixed; the worker uses
+    the copy only when the tenant's change marker shows no change since (see evaluate_registered)."""
+    message: dict[str, Any] = {"tenantId": config.tenant_id, "requestedAt": format_time(now), "reason": reason}
+    carried = config.worker_json()
+    if len(json.dumps(carried, separators=(",", ":"))) <= MESSAGE_CONFIG_CHARS:
+        message["config"] = carried
+    return message
+
+
+def _carried(message: Mapping[str, Any] | None, tenant_id: str) -> TenantConfig | None:
+    """The configuration a message carries for this tenant; None when it carries none (an older message, one too
+    big to carry it) or one that does not read back."""
+    data = message.get("config") if isinstance(message, Mapping) else None
+    if not isinstance(data, dict) or "configVersion" not in data:
+        return None
+    try:
+        config = TenantConfig.from_worker_json(data)
+    except RegistryError:
+        log.warning("evaluation message with an unreadable config; reading the registry",
+                    extra={"tenant_id": tenant_id})
+        return None
+    return config if config.tenant_id == tenant_id.lower() else None
 
 
 class EvaluationFailed(RuntimeError):
     """The worker could not finish (storage down, a bug): raised so the queue retries the message."""
 
 
-async def evaluate_registered(fleet: Fleet, tenant_id: str, *, now: datetime) -> TenantOutcome | None:
+async def evaluate_registered(fleet: Fleet, tenant_id: str, *, now: datetime,
+                              message: Mapping[str, Any] | None = None) -> TenantOutcome | None:
     """The queue worker's job for one message. A disabled or unknown tenant is logged and skipped (never
     retried forever); an unreachable tenant is a result, not a failure; anything else raises for a retry.
-    The registry's current row decides (one point read), never a copy a message carried from when it was queued:
-    a tenant disabled, or its credential fixed, since then is treated as it is now."""
-    config = await fleet.registry.get(tenant_id)
+
+    The registry as it is now decides, never as it was when the message was queued: a tenant disabled, or its
+    credential fixed, since then is treated as it is now. A steady tenant costs two Table transactions: the state
+    load, whose one query also returns the tenant's registry change marker, and the commit. The configuration the
+    `message` carries is used when the marker is no newer than it (shared/tenants/registry.py raises the marker
+    before every change that matters here); otherwise, or when the message carries none, the registry row is read
+    (one point read more)."""
+    carried = _carried(message, tenant_id)
+    record = failure = None
+    if carried is None:
+        config = await fleet.registry.get(tenant_id)
+    else:
+        try:
+            record = await fleet.monitor.store.load(tenant_id)
+        except Exception as error:  # noqa: BLE001 - booked and retried as evaluate_tenant's own load failure is
+            failure = f"load failed: {type(error).__name__}: {error}"
+        fresh = record is not None and record.registry_version <= carried.config_version
+        config = carried if fresh else await fleet.registry.get(tenant_id)
     if config is None or not config.enabled:
         log.warning("evaluation skipped", extra={"tenant_id": tenant_id,
                                                  "outcome": "unknown tenant" if config is None else "disabled"})
         return None
-    outcome = await evaluate_tenant(config.access(fleet.env), fleet.monitor, now=now)
+    if failure is not None:
+        log.info("tenant evaluated", extra={"tenant_id": tenant_id, "stage": "load", "outcome": "failed"})
+        outcome = TenantOutcome(tenant_id=tenant_id, display_name=config.display_name, failure=failure)
+    else:
+        outcome = await evaluate_tenant(config.access(fleet.env), fleet.monitor, now=now, record=record)
     if outcome.failure:
         await fleet.registry.record_outcome(tenant_id, success=False, at=now, error=outcome.failure)
         raise EvaluationFailed(f"tenant {tenant_id}: {outcome.failure}")

@@ -25,6 +25,7 @@ from shared.collect.snapshot import CollectionHints
 from shared.model import ControlResult, TenantSnapshot, format_time, parse_time_or_none
 from shared.state.compare import DEFAULT_SIGNIN_OVERLAP, Comparison, compare, unread_signins, watermark
 from shared.state.events import EVENT_TYPES, Event
+from shared.storage.budget_ledger import BudgetLedger
 from shared.storage.queues import JsonQueue
 from shared.storage.tenant_store import ConcurrencyConflict, TenantRecord, TenantStore
 
@@ -45,8 +46,11 @@ class Monitor:
     signin_overlap: timedelta = DEFAULT_SIGNIN_OVERLAP  # see shared.state.compare.watermark
     # One deadline per tenant collection, inside functionTimeout (see shared.collect.deadline).
     tenant_deadline_s: float = DEFAULT_TENANT_DEADLINE_S
-    # Shared by every collection in this process so a concurrent fleet stays under Microsoft's limits.
+    # Shared by every collection in this process so a concurrent fleet stays under Microsoft's limits; built by
+    # shared.bootstrap with this instance's share of the deployment's per-app budget (collect/budget_share.py).
     budget: RequestBudget | None = field(default_factory=RequestBudget)
+    # Where the deployment's shared budgets are kept (None: this process has the whole budget).
+    ledger: BudgetLedger | None = None
     # Likewise the connection pools to Microsoft (made on first use, per event loop). Given ones (the process's, see
     # ConnectionPools.for_process) outlive this monitor; its own are closed with it.
     pools: ConnectionPools | None = None
@@ -59,8 +63,14 @@ class Monitor:
     async def create(self) -> None:
         await self.store.create()
         await self.alerts.create()
+        if self.ledger is not None:
+            await self.ledger.create()
 
     async def close(self) -> None:
+        if self.budget is not None:
+            await self.budget.aclose()  # give this instance's share back at once rather than at its lease's end
+        if self.ledger is not None:
+            await self.ledger.close()
         await self.store.close()
         await self.alerts.close()
         if self.pools is not None and self._owns_pools:
@@ -100,15 +110,16 @@ async def _commit(monitor: Monitor, tenant_id: str, snapshot: TenantSnapshot, no
         # An unreachable tenant keeps its last results on display; its state says why they are old.
         results = [] if snapshot.unreachable else comparison.results
         prune = _history_due(record.state, now)
-        if prune:
-            comparison.state["historyPrunedAt"] = format_time(now)
+        pruned_at = format_time(now) if prune else (record.state or {}).get("historyPrunedAt")
+        if pruned_at:  # carried over: compare builds a new state, and without it every other cycle pruned again
+            comparison.state["historyPrunedAt"] = pruned_at
         # Tells the next run whether an outbox flush may be owed, so a quiet cycle costs no extra query.
         comparison.state["outboxPending"] = bool(comparison.events or comparison.notes or outbox_owed)
         try:
             await monitor.store.commit(
                 tenant_id, state=comparison.state, expected_etag=record.state_etag, results=results,
                 evaluated_at=now, events=[e.to_record() for e in comparison.events + comparison.notes],
-                baseline=comparison.baseline)
+                baseline=comparison.baseline, stored=record)  # unchanged result rows are not rewritten
             if prune:
                 await monitor.store.prune_history(tenant_id, now - timedelta(days=monitor.history_days))
             return comparison
@@ -146,13 +157,15 @@ async def flush_outbox(monitor: Monitor, tenant_id: str, *, now: datetime) -> in
     return len(alerts)
 
 
-async def evaluate_tenant(access: TenantAccess, monitor: Monitor, *, now: datetime) -> TenantOutcome:
-    """Collect, compare, persist and enqueue one tenant. Failures become part of the outcome; nothing escapes."""
+async def evaluate_tenant(access: TenantAccess, monitor: Monitor, *, now: datetime,
+                          record: TenantRecord | None = None) -> TenantOutcome:
+    """Collect, compare, persist and enqueue one tenant. Failures become part of the outcome; nothing escapes.
+    `record`: the tenant's stored record when the caller has just loaded it (the queue worker does)."""
     outcome = TenantOutcome(tenant_id=access.tenant_id, display_name=access.display_name or access.tenant_id)
     started = time.monotonic()
     stage = "load"
     try:
-        record = await monitor.store.load(access.tenant_id)
+        record = record or await monitor.store.load(access.tenant_id)
         owed = False
         if (record.state or {}).get("outboxPending"):
             # Events an earlier run persisted but may not have queued (it crashed): they go first.

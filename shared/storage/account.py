@@ -35,9 +35,10 @@ _credentials: dict[int, Any] = {}
 # A healthy account answers in milliseconds from the same region; the Table service may run a query page for up to
 # 5 s before it returns a continuation (rare; such a page is retried once, then the call fails and is retried later):
 #   https://learn.microsoft.com/rest/api/storageservices/setting-timeouts-for-table-service-operations
-# aiohttp rounds timeouts of 5 s or more up to a whole second (ceil_threshold); these are below it, so exact.
-CONNECT_TIMEOUT_S = 2.0  # TCP + TLS handshake (aiohttp sock_connect); room for one lost SYN (resent after 1 s)
-READ_TIMEOUT_S = 2.5  # waiting for the next bytes of an answer (aiohttp sock_read)
+# The timeouts leave room for a busy account (or a loaded emulator: 2.5 s failed batch writes under Azurite with four
+# worker processes on two cores); the backstop below, not the policy, is what ends a call at 10 s.
+CONNECT_TIMEOUT_S = 3.0  # TCP + TLS handshake (aiohttp sock_connect); room for two lost SYNs (resent after 1 s, 2 s)
+READ_TIMEOUT_S = 4.5  # waiting for the next bytes of an answer (aiohttp sock_read; below 5 s, so not rounded up)
 RETRIES = 1  # one more attempt: enough for a dropped connection; two attempts is what fits in ~10 s
 TABLE_BACKOFF_FACTOR_S = 0.5  # azure-core: no sleep before the first retry, then factor × 2^(n-1)
 QUEUE_BACKOFF_S = 1  # azure-storage-queue: initial_backoff + increment_base^n, here 1 + 0^n = 1 s, no jitter
@@ -52,13 +53,13 @@ def _attempt_s() -> float:
 
 
 def table_worst_case_s() -> float:
-    """(1 + RETRIES) attempts + azure-core's backoffs: (2 + 2.5) × 2 + 0 = 9.0 s."""
+    """(1 + RETRIES) attempts + azure-core's backoffs: (3 + 4.5) × 2 + 0 = 15.0 s, cut at CALL_DEADLINE_S."""
     backoffs = sum(0 if n == 1 else TABLE_BACKOFF_FACTOR_S * 2 ** (n - 1) for n in range(1, RETRIES + 1))
     return (1 + RETRIES) * _attempt_s() + backoffs
 
 
 def queue_worst_case_s() -> float:
-    """(1 + RETRIES) attempts + the queue policy's backoffs: (2 + 2.5) × 2 + 1 = 10.0 s."""
+    """(1 + RETRIES) attempts + the queue policy's backoffs: (3 + 4.5) × 2 + 1 = 16.0 s, cut at CALL_DEADLINE_S."""
     return (1 + RETRIES) * _attempt_s() + RETRIES * QUEUE_BACKOFF_S
 
 

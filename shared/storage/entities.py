@@ -63,6 +63,26 @@ def result_properties(result: ControlResult, evaluated_at: datetime) -> dict[str
     }
 
 
+def same_result(result: ControlResult, stored: StoredResult | None) -> bool:
+    """Whether writing `result` would store exactly what `stored` holds, apart from its evaluation time (compared as
+    the properties written, so evidence that only round-trips differently counts as a change: written, never lost)."""
+    if stored is None or stored.result.control != result.control:
+        return False
+    moment = stored.evaluated_at
+    return result_properties(result, moment) == result_properties(stored.result, moment)
+
+
+def results_stamp(entity: dict[str, Any]) -> tuple[datetime, frozenset[str]] | None:
+    """A state row's ResultsAt and ResultsFor: when the controls listed were last evaluated (None: not recorded)."""
+    at, names = entity.get("ResultsAt"), entity.get("ResultsFor")
+    if not isinstance(at, datetime) or not isinstance(names, str):
+        return None
+    try:
+        return at, frozenset(json.loads(names))
+    except (ValueError, TypeError):
+        return None
+
+
 def stored_result(tenant_id: str, control: str, entity: dict[str, Any]) -> StoredResult:
     """Read a result row written with `result_properties`; `control` comes from the store's RowKey scheme."""
     return StoredResult(

@@ -2,13 +2,21 @@
 
 Table `AuthwatchTenants`, PartitionKey = tenant id. RowKeys sort so the rows a cycle needs come first:
 
-    a:state                         the tenant's state document (compare layer), chunked JSON, carries the ETag
+    a:registry                      the registry's change marker (ConfigVersion): see `mark_registry_change`
+    a:state                         the tenant's state document (compare layer), chunked JSON, carries the ETag;
+                                    ResultsAt/ResultsFor: when the listed controls were last evaluated
     a:baseline                      the approved baseline document, chunked JSON
     b:result:<control id>           current result per control (same properties as ResultStore rows)
     e:<inverted ms>:<event id>      event history, newest first; Pending=True until the alert reached the queue
 
 Every row below "c" is current, so `load` is one range query, and `commit` writes state, results, new events (and
-the baseline when it changes) in ONE entity-group transaction: all or nothing, ≤ 100 operations, ≤ 4 MiB. The state
+the baseline when it changes) in ONE entity-group transaction: all or nothing, ≤ 100 operations, ≤ 4 MiB. A result
+row whose content is unchanged is not rewritten (its evaluation time rides on the state row: ResultsAt), so an
+unchanged tenant's commit is the state row alone, sent as a plain Update Entity with If-Match instead of a $batch:
+just as atomic and conditional, and without the SDK's multipart build and parse (~15 % of a steady tenant's CPU).
+  https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions
+  https://learn.microsoft.com/rest/api/storageservices/update-entity2 (If-Match: 412 when the ETag moved on)
+The state
 row is written with the ETag read by `load` (or created when there was none), so two workers racing on the same
 tenant cannot both win: the loser gets `ConcurrencyConflict` and nothing of its cycle is stored. Because event rows
 are inserted in that same transaction with Pending=True, the event rows double as the alert outbox: an alert is
@@ -29,12 +37,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
@@ -48,6 +56,8 @@ from shared.storage.entities import (
     document_properties,
     read_document,
     result_properties,
+    results_stamp,
+    same_result,
     stored_result,
 )
 from shared.storage.event_rows import (
@@ -66,6 +76,7 @@ __all__ = ["MAX_DOCUMENT_CHARS", "TABLE", "ConcurrencyConflict", "DocumentCorrup
 
 TABLE = "AuthwatchTenants"
 STATE_ROW = "a:state"
+REGISTRY_ROW = "a:registry"
 BASELINE_ROW = "a:baseline"
 RESULT_PREFIX = "b:result:"
 CURRENT_END = "c"  # every current row (state, baseline, results) sorts below this
@@ -95,6 +106,9 @@ class TenantRecord:
     state_etag: str | None  # ETag of the a:state row (None when absent)
     baseline: dict[str, Any] | None
     results: list[StoredResult]
+    registry_version: int = 0  # the registry's change marker (0: none written): see `mark_registry_change`
+    # When the listed controls were last evaluated (ResultsAt, ResultsFor), for `commit` to carry over.
+    results_stamp: tuple[datetime, frozenset[str]] | None = None
 
 
 def _document_entity(tenant_id: str, row_key: str, kind: str, document: dict[str, Any]) -> dict[str, Any]:
@@ -133,6 +147,42 @@ def _conflict(tenant_id: str, operations: list[tuple[Any, ...]], error: TableTra
     return ConcurrencyConflict(f"{message}; nothing of this commit was written", tenant_id=tenant_id, row_key=row_key)
 
 
+async def mark_registry_change(table: Any, tenant_id: str, version: int, attempts: int = 5) -> None:
+    """Raise the tenant's registry change marker (row a:registry of its partition in this table) to `version`.
+
+    The registry writes it BEFORE each change the queue worker must see (shared/tenants/registry.py), and the worker
+    reads it with the state in `load`'s one query: a marker above the version its message carries means "read the
+    registry again". It only ever grows (ETag-conditional, retried), so a slow writer cannot lower it."""
+    check_key(tenant_id, "tenant id")
+    row = {"PartitionKey": tenant_id, "RowKey": REGISTRY_ROW, "ConfigVersion": version}
+    for _ in range(attempts):
+        try:
+            current = await table.get_entity(tenant_id, REGISTRY_ROW)
+        except ResourceNotFoundError:
+            current = None
+        if current is not None and int(current.get("ConfigVersion") or 0) >= version:
+            return
+        try:
+            if current is None:
+                await table.create_entity(row)
+            else:
+                await table.update_entity(row, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                                          match_condition=MatchConditions.IfNotModified)
+            return
+        except ResourceNotFoundError:  # no table yet (a registry used before the monitor), or the row went
+            await _create_table(table)
+        except (ResourceExistsError, ResourceModifiedError):
+            pass  # another writer moved it meanwhile: read again
+    raise RuntimeError(f"tenant {tenant_id}: the registry change marker kept changing; gave up after {attempts}")
+
+
+async def _create_table(table: Any) -> None:
+    try:
+        await table.create_table()
+    except ResourceExistsError:
+        pass
+
+
 class TenantStore:
     def __init__(self, service: TableServiceClient) -> None:
         self._service = service
@@ -143,31 +193,41 @@ class TenantStore:
         return cls(account(connection_string).table_service())
 
     async def create(self) -> None:
-        try:
-            await self._table.create_table()
-        except ResourceExistsError:
-            pass
+        await _create_table(self._table)
 
     async def load(self, tenant_id: str) -> TenantRecord:
-        """State (with its ETag), baseline and current results: one range query over the tenant's partition."""
-        state = state_etag = baseline = None
+        """State (with its ETag), baseline, current results and the registry's change marker: one range query over
+        the tenant's partition."""
+        state = state_etag = baseline = stamp = None
         results: list[StoredResult] = []
+        registry_version = 0
         rows = self._table.query_entities("PartitionKey eq @tenant and RowKey lt @end",
                                           parameters={"tenant": tenant_id, "end": CURRENT_END})
         async for entity in rows:
             row_key = entity["RowKey"]
             if row_key == STATE_ROW:
                 state, state_etag = read_document(tenant_id, entity), entity.metadata["etag"]
+                stamp = results_stamp(entity)
+            elif row_key == REGISTRY_ROW:
+                registry_version = int(entity.get("ConfigVersion") or 0)
             elif row_key == BASELINE_ROW:
                 baseline = read_document(tenant_id, entity)
             elif row_key.startswith(RESULT_PREFIX):
                 results.append(stored_result(tenant_id, row_key[len(RESULT_PREFIX):], entity))
-        return TenantRecord(tenant_id=tenant_id, state=state, state_etag=state_etag, baseline=baseline, results=results)
+        if stamp is not None:  # rows left unchanged by later cycles were evaluated then too
+            results = [replace(item, evaluated_at=stamp[0]) if item.result.control in stamp[1]
+                       and stamp[0] > item.evaluated_at else item for item in results]
+        return TenantRecord(tenant_id=tenant_id, state=state, state_etag=state_etag, baseline=baseline, results=results,
+                            registry_version=registry_version, results_stamp=stamp)
 
     async def commit(self, tenant_id: str, *, state: dict[str, Any], expected_etag: str | None,
                      results: list[ControlResult], evaluated_at: datetime, events: list[dict[str, Any]],
-                     baseline: dict[str, Any] | None = None) -> str:
+                     baseline: dict[str, Any] | None = None, stored: TenantRecord | None = None) -> str:
         """Write one evaluation cycle in one transaction and return the new state ETag.
+
+        `stored` is the record `expected_etag` was read with: its result rows that would be written unchanged are
+        left as they are (any result row is only ever written in a commit conditional on the state's ETag, so they
+        are still as read when that ETag holds), and with no results (an unreachable tenant) its ResultsAt is kept.
 
         The state row is created (expected_etag None) or replaced only if its ETag is still expected_etag; result
         rows are upserted, event rows inserted with Pending=True, the baseline replaced when given. Raises
@@ -176,6 +236,14 @@ class TenantStore:
         """
         check_key(tenant_id, "tenant id")
         state_entity = _document_entity(tenant_id, STATE_ROW, "state", state)
+        stamp = (evaluated_at, frozenset(result.control for result in results)) if results else (
+            stored.results_stamp if stored is not None else None)
+        # Bounded so the state row stays under 1 MiB (MAX_DOCUMENT_CHARS leaves ~4 KB); 9 controls take 251.
+        if stamp is not None and len(text := json.dumps(sorted(stamp[1]))) <= 1_500:
+            state_entity.update(ResultsAt=stamp[0], ResultsFor=text)
+        else:
+            stored = None  # no room for the stamp: every result row is written with its time
+        known = {item.result.control: item for item in stored.results} if stored is not None else {}
         if expected_etag is None:
             # "return-no-content": the service still answers with the ETag but does not echo a 1 MiB entity back.
             operations: list[tuple[Any, ...]] = [("create", state_entity, {"response_preference": "return-no-content"})]
@@ -188,6 +256,8 @@ class TenantStore:
             raise ValueError(f"tenant {tenant_id}: the same control appears twice in one commit")
         for result in results:
             check_key(result.control, "control id")
+            if same_result(result, known.get(result.control)):
+                continue
             entity = {"PartitionKey": tenant_id, "RowKey": f"{RESULT_PREFIX}{result.control}",
                       **result_properties(result, evaluated_at)}
             operations.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
@@ -214,6 +284,8 @@ class TenantStore:
             raise ValueError(f"tenant {tenant_id}: this commit is about {size:,} bytes, over the 4 MiB a transaction "
                              f"may carry; keep state, baseline and event details smaller")
 
+        if len(operations) == 1:
+            return await self._write_state_alone(tenant_id, operations[0], expected_etag)
         try:
             outcome = await self._table.submit_transaction(operations)
         except TableTransactionError as error:
@@ -222,6 +294,23 @@ class TenantStore:
                 raise
             raise conflict from error
         return outcome[0]["etag"]  # the state row is operation 0; results come back in operation order
+
+    async def _write_state_alone(self, tenant_id: str, operation: tuple[Any, ...], expected_etag: str | None) -> str:
+        """The state row alone, as one single-entity request (not a $batch): the same condition, the same conflict."""
+        kind, entity, options = operation
+        try:
+            write = self._table.create_entity if kind == "create" else self._table.update_entity
+            outcome = await write(entity, **options)
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as error:
+            if isinstance(error, ResourceNotFoundError) and getattr(error, "error_code", None) == "TableNotFound":
+                raise
+            message = (f"tenant {tenant_id}: another writer created the state first" if expected_etag is None else
+                       f"tenant {tenant_id}: the state read with ETag {expected_etag} has been deleted since"
+                       if isinstance(error, ResourceNotFoundError) else
+                       f"tenant {tenant_id}: the state changed since it was read (ETag {expected_etag})")
+            raise ConcurrencyConflict(f"{message}; nothing of this commit was written", tenant_id=tenant_id,
+                                      row_key=STATE_ROW) from error
+        return outcome["etag"]
 
     async def save_baseline(self, tenant_id: str, baseline: dict[str, Any]) -> None:
         """Replace the approved baseline (the "accept baseline" path), outside an evaluation cycle."""

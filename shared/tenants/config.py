@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -42,6 +42,10 @@ STATUS_FIELDS = ("lastSuccessAt", "lastAttemptAt", "consecutiveFailures", "lastE
 # kept, which is what names it.
 MAX_DOMAINS = 100
 ALL_FIELDS = ("tenantId", *CONFIG_FIELDS, *STATUS_FIELDS)
+# What a queue message carries of a tenant for the worker (shared/cycle/fleet.py): what the worker reads, and nothing
+# else (no routing, which may hold webhook addresses; no tags). Never a secret: the credential NAMES app settings.
+WORKER_FIELDS = ("tenantId", "displayName", "credential", "enabled", "approvedExclusions", "consecutiveFailures",
+                 "lastError", "verifiedDomains")
 # What could carry a secret in an error text: a JWT, "Bearer …", key=value pairs named like secrets.
 _SECRETISH = (
     (re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*"), "[token]"),
@@ -181,6 +185,9 @@ class TenantConfig:
     created_at: datetime | None = None
     updated_at: datetime | None = None  # last configuration change (outcomes do not count)
     verified_domains: tuple[str, ...] = ()  # lower-case, from the last collection's organization
+    # The registry row's ConfigVersion: raised by every change the queue worker must see (shared/tenants/registry.py).
+    # Not part of the JSON form (API, export): it is the registry's bookkeeping.
+    config_version: int = field(default=0, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
@@ -218,6 +225,8 @@ class TenantConfig:
             raise RegistryError(f"lastError: expected a string or null, got {type(self.last_error).__name__}")
         put("last_error", clean_error(self.last_error))
         put("verified_domains", _domains(self.verified_domains))
+        if isinstance(self.config_version, bool) or not isinstance(self.config_version, int) or self.config_version < 0:
+            raise RegistryError(f"configVersion: expected a whole number ≥ 0, got {_short(self.config_version)}")
 
     def settings(self) -> dict[str, Any]:
         """The snapshot "settings" block for this tenant."""
@@ -247,6 +256,19 @@ class TenantConfig:
             "updatedAt": time(self.updated_at),
             "verifiedDomains": list(self.verified_domains),
         }
+
+    def worker_json(self) -> dict[str, Any]:
+        """The worker's view (WORKER_FIELDS) and the registry version it was read at, for a queue message."""
+        data = self.to_json()
+        return {**{name: data[name] for name in WORKER_FIELDS}, "configVersion": self.config_version}
+
+    @classmethod
+    def from_worker_json(cls, data: Any) -> TenantConfig:
+        """Read `worker_json` back, validated (RegistryError). Fields it does not carry take their defaults."""
+        if not isinstance(data, dict) or set(data) - {*WORKER_FIELDS, "configVersion"}:
+            raise RegistryError("(message config): expected the fields of TenantConfig.worker_json")
+        config = cls.from_json({name: data[name] for name in WORKER_FIELDS if name in data})
+        return replace(config, config_version=data.get("configVersion"))
 
     @classmethod
     def from_json(cls, data: Any, *, tenant_id: str | None = None, config_only: bool = False) -> TenantConfig:

@@ -7,11 +7,20 @@ query, so no input ever reaches an OData filter). One row per tenant:
     ScheduleMinutes, ApprovedExclusions (JSON), Routing (JSON), Tags (JSON), CreatedAt, UpdatedAt   ← configuration
     LastSuccessAt, LastAttemptAt, ConsecutiveFailures, LastError, VerifiedDomains (JSON)            ← outcomes
     InFlightUntil                                                                                    ← fan-out lease
+    ConfigVersion                                                              ← raised by changes the worker sees
 
 Every write is read-modify-write with the row's ETag (retried on a conflict), so configuration changes, outcomes
 and leases written concurrently never overwrite each other, and properties this version does not know are kept. A
 tenant is never deleted: `disable` keeps the row and its history. What a row holds, validated, is a TenantConfig
 (shared/tenants/config.py).
+
+The queue worker does not read this row for every message: the fan-out's message carries the tenant's configuration
+as listed, with its ConfigVersion. Every change the worker must act on (add, upsert, update — disable and enable
+among them — and a recorded failure) raises ConfigVersion, and FIRST raises the tenant's change marker (a row in the
+tenant's own state partition, which the worker reads anyway with its state: shared/storage/tenant_store.py) to the
+same version, THEN writes this row. A worker whose message carries an older version than the marker reads this row
+again. Marker first means a crash between the two writes costs a needless read (the marker is ahead of the row),
+never a stale configuration (the row ahead of the marker).
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from azure.data.tables.aio import TableServiceClient
 
 from shared.collect.credentials import CredentialError, CredentialSpec
 from shared.storage.account import StorageAccount, account
+from shared.storage.tenant_store import TABLE as STATE_TABLE
+from shared.storage.tenant_store import mark_registry_change
 from shared.tenants.config import (
     ALL_FIELDS,
     CONFIG_FIELDS,
@@ -95,6 +106,7 @@ def _from_entity(entity: Mapping[str, Any]) -> TenantConfig:
             verified_domains=tuple(json.loads(entity.get("VerifiedDomains") or "[]")),
             consecutive_failures=int(entity.get("ConsecutiveFailures") or 0),
             last_error=entity.get("LastError") or None,
+            config_version=int(entity.get("ConfigVersion") or 0),
             **{python: entity.get(column) for column, python in _TIME_COLUMNS.items()},
         )
     except (CredentialError, ValueError, TypeError) as error:
@@ -124,6 +136,7 @@ class TenantRegistry:
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self._service = service
         self._table = service.get_table_client(TABLE)
+        self._markers = service.get_table_client(STATE_TABLE)  # the tenants' change markers (see the docstring)
         self._clock = clock
 
     @classmethod
@@ -167,14 +180,16 @@ class TenantRegistry:
                 entity["CreatedAt"] = config.created_at or now
             return _apply(entity, {**_config_columns(config), "UpdatedAt": now})
 
-        return _from_entity(await self._write(config.tenant_id, change, create=True))
+        return _from_entity(await self._write(config.tenant_id, change, create=True, raise_version=True))
 
     async def add(self, config: TenantConfig, *, now: datetime | None = None) -> TenantConfig:
         """Register a new tenant; TenantExists (a RegistryError) when it is already registered — atomic, so two
         concurrent onboardings of one tenant cannot both succeed."""
         now = as_utc(now or self._clock(), "now")
         entity = _apply({"PartitionKey": PARTITION, "RowKey": config.tenant_id, **_status_columns(config)},
-                        {**_config_columns(config), "CreatedAt": config.created_at or now, "UpdatedAt": now})
+                        {**_config_columns(config), "CreatedAt": config.created_at or now, "UpdatedAt": now,
+                         "ConfigVersion": 1})
+        await mark_registry_change(self._markers, config.tenant_id, 1)  # the marker first (see the docstring)
         try:
             await self._table.create_entity(entity)
         except ResourceExistsError:
@@ -204,7 +219,7 @@ class TenantRegistry:
             config = TenantConfig.from_json(merged)
             return _apply(entity, {**_config_columns(config), "UpdatedAt": now})
 
-        return _from_entity(await self._write(key, change))
+        return _from_entity(await self._write(key, change, raise_version=True))
 
     async def disable(self, tenant_id: str, *, now: datetime | None = None) -> TenantConfig:
         """Stop evaluating a tenant; its row, results and history stay (a tenant is never dropped silently)."""
@@ -225,7 +240,9 @@ class TenantRegistry:
                            "LastError": clean_error(error) or "evaluation failed"}
             return _apply(entity, {**columns, "LastAttemptAt": at})
 
-        await self._write(key, change)
+        # A failure is news to a worker holding an older copy (it clears the failures on its next success); a
+        # success after failures is not: a worker that still sees them only writes the success once more.
+        await self._write(key, change, raise_version=not success)
 
     async def record_domains(self, tenant_id: str, domains: tuple[str, ...]) -> None:
         """Remember the tenant's verified domains (what `--tenant contoso.onmicrosoft.com` matches)."""
@@ -307,10 +324,12 @@ class TenantRegistry:
             return None
 
     async def _write(self, key: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None], *,
-                     create: bool = False, known: dict[str, Any] | None = None) -> dict[str, Any]:
+                     create: bool = False, known: dict[str, Any] | None = None,
+                     raise_version: bool = False) -> dict[str, Any]:
         """Read the row (or start from `known`, a row read earlier), let `change` return the new row (None: nothing
         to write), write it if the row is still the one read (ETag) — else read again and retry. Returns the row as
-        written (or as read)."""
+        written (or as read). `raise_version`: a change the queue worker must see, announced by the tenant's change
+        marker before the row is written (see the module docstring)."""
         for attempt in range(WRITE_ATTEMPTS):
             current = known if attempt == 0 and known is not None else await self._read(key)
             etag = current.metadata["etag"] if current is not None else None
@@ -320,6 +339,11 @@ class TenantRegistry:
             if current is None and not create:
                 raise LookupError(f"tenant {key} is not registered")
             new = {name: value for name, value in new.items() if value is not None}
+            if raise_version:
+                new["ConfigVersion"] = int((current or {}).get("ConfigVersion") or 0) + 1
+                # Marker first: should this process die before the row is written, the marker is ahead of the row
+                # and workers read the registry once too often; the other order could leave them a stale copy.
+                await mark_registry_change(self._markers, key, new["ConfigVersion"])
             try:
                 if current is None:
                     await self._table.create_entity(new)
@@ -334,6 +358,7 @@ class TenantRegistry:
     async def close(self) -> None:
         # The table client borrows the service client's transport; only closing the service frees the sockets.
         await self._table.close()
+        await self._markers.close()
         await self._service.close()
 
     async def __aenter__(self) -> TenantRegistry:

@@ -877,6 +877,9 @@ def test_row_a_message_queued_before_the_tenant_changed_obeys_the_registry_as_it
     states = asyncio.run(read())
     assert states[disabled] is None  # skipped: never collected, nothing written
     assert states[fixed] is not None and states[fixed]["unreachable"] is False
-    assert "evaluate_tenant" in fns and evaluation_message(TenantConfig(
-        tenant_id=fixed, display_name="x", credential=CREDENTIAL), now, "schedule").keys() == {
-        "tenantId", "requestedAt", "reason"}  # new messages carry no copy of the row at all
+    # New messages carry the worker's view with the registry version it was read at (issue 19 #5), used only while
+    # the tenant's change marker shows no change since (tests/integration/test_worker_message.py); never routing.
+    message = evaluation_message(TenantConfig(tenant_id=fixed, display_name="x", credential=CREDENTIAL,
+                                              config_version=3), now, "schedule")
+    assert "evaluate_tenant" in fns and message.keys() == {"tenantId", "requestedAt", "reason", "config"}
+    assert message["config"]["configVersion"] == 3 and "routing" not in message["config"]

@@ -142,6 +142,7 @@ def test_a_budget_slot_past_the_deadline_is_not_waited_for() -> None:
     async def go() -> None:
         limiter = SlidingWindowLimiter(1, 10.0)
         await limiter.acquire(Deadline.after(3))
+        limiter.release()  # answered: the slot is free again 10 s (+ margin) from now, past the deadline
         started = time.monotonic()
         with pytest.raises(DeadlineExceeded, match="throttling budget"):
             await limiter.acquire(Deadline.after(3))
@@ -154,6 +155,7 @@ def test_waiting_behind_other_waiters_ends_at_the_deadline() -> None:
     async def go() -> None:
         limiter = SlidingWindowLimiter(1, 0.6)
         await limiter.acquire()
+        limiter.release()  # answered: free again in 0.6 s (+ margin)
         ahead = asyncio.ensure_future(limiter.acquire())  # holds the queue while it waits for its slot
         await asyncio.sleep(0)
         started = time.monotonic()
