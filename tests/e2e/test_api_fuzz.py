@@ -200,10 +200,14 @@ def registry_row(connection: str, tenant_id: str) -> dict[str, Any]:
 
 
 def partition_rows(connection: str, tenant_id: str) -> list[str]:
+    """The tenant's stored rows, apart from the registry's change marker (written when the tenant is registered)."""
+    from shared.storage.tenant_store import REGISTRY_ROW
+
     with TableServiceClient.from_connection_string(connection) as service:
         try:
             return [entity["RowKey"] for entity in service.get_table_client(STATE_TABLE).query_entities(
-                "PartitionKey eq @tenant", parameters={"tenant": tenant_id}, select=["RowKey"])]
+                "PartitionKey eq @tenant", parameters={"tenant": tenant_id}, select=["RowKey"])
+                if entity["RowKey"] != REGISTRY_ROW]
         except ResourceNotFoundError:
             return []
 
