@@ -39,7 +39,11 @@ _credentials: dict[int, Any] = {}
 # worker processes on two cores); the backstop below, not the policy, is what ends a call at 10 s.
 CONNECT_TIMEOUT_S = 3.0  # TCP + TLS handshake (aiohttp sock_connect); room for two lost SYNs (resent after 1 s, 2 s)
 READ_TIMEOUT_S = 4.5  # waiting for the next bytes of an answer (aiohttp sock_read; below 5 s, so not rounded up)
-RETRIES = 1  # one more attempt: enough for a dropped connection; two attempts is what fits in ~10 s
+# Three more attempts: a connection the service closed while idle in the pool ("Server disconnected"), or refused
+# under load, fails at once and costs nothing to retry (1 of 1,000 evaluations failed that way with one retry, 16 with
+# four worker processes, each then waiting out the queue's 30 s visibility timeout). Slow attempts are cut by the
+# backstop below, so the worst case stays 10 s.
+RETRIES = 3
 TABLE_BACKOFF_FACTOR_S = 0.5  # azure-core: no sleep before the first retry, then factor × 2^(n-1)
 QUEUE_BACKOFF_S = 1  # azure-storage-queue: initial_backoff + increment_base^n, here 1 + 0^n = 1 s, no jitter
 # Backstop for what the settings above do not bound: DNS and waiting for a pooled connection (aiohttp's `connect`
@@ -53,13 +57,13 @@ def _attempt_s() -> float:
 
 
 def table_worst_case_s() -> float:
-    """(1 + RETRIES) attempts + azure-core's backoffs: (3 + 4.5) × 2 + 0 = 15.0 s, cut at CALL_DEADLINE_S."""
+    """(1 + RETRIES) attempts + azure-core's backoffs: (3 + 4.5) × 4 + 0 + 1 + 2 = 33.0 s, cut at CALL_DEADLINE_S."""
     backoffs = sum(0 if n == 1 else TABLE_BACKOFF_FACTOR_S * 2 ** (n - 1) for n in range(1, RETRIES + 1))
     return (1 + RETRIES) * _attempt_s() + backoffs
 
 
 def queue_worst_case_s() -> float:
-    """(1 + RETRIES) attempts + the queue policy's backoffs: (3 + 4.5) × 2 + 1 = 16.0 s, cut at CALL_DEADLINE_S."""
+    """(1 + RETRIES) attempts + the queue policy's backoffs: (3 + 4.5) × 4 + 3 = 33.0 s, cut at CALL_DEADLINE_S."""
     return (1 + RETRIES) * _attempt_s() + RETRIES * QUEUE_BACKOFF_S
 
 
