@@ -157,6 +157,8 @@ class SharedShare:
                 wants = self._wants()
                 await self._beat(wants)
                 if not wants:
+                    if self._waiting:
+                        continue  # work arrived while it was leaving: join again, or that waiter waits forever
                     return
                 await asyncio.sleep(HEARTBEAT_S)
         except asyncio.CancelledError:

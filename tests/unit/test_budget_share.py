@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 from shared.collect.budget_share import CLOCK_SKEW_S, LEASE_S, allocate
@@ -93,3 +94,43 @@ def test_no_interleaving_ever_holds_more_than_the_budget() -> None:
             cooling = sum(int(slots) for slots, until in document["cooling"])
             assert live + cooling <= total, document
             assert mine >= 0
+
+
+class SlowLedger:
+    """An in-memory ledger whose writes take a while (a storage round trip)."""
+
+    def __init__(self) -> None:
+        self.document: dict = {}
+        self.version = 0
+
+    async def read(self, pool: str) -> tuple[dict, str | None]:
+        return dict(self.document), str(self.version)
+
+    async def write(self, pool: str, document: dict, etag: str | None) -> str:
+        await asyncio.sleep(0.2)
+        self.document, self.version = document, self.version + 1
+        return str(self.version)
+
+
+def test_work_that_arrives_while_the_share_is_leaving_rejoins(monkeypatch) -> None:
+    """An idle instance leaves the ledger; a request that comes while that leave is being written must not wait
+    forever for a heartbeat that has just ended (found by the four-instance benchmark: a steady cycle that hung)."""
+    from shared.collect import budget_share
+    from shared.collect.budget_share import SharedShare
+
+    monkeypatch.setattr(budget_share, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(budget_share, "IDLE_S", 0.1)
+
+    async def scenario() -> int:
+        share = SharedShare(SlowLedger(), "reports.x", (10, 1.0))
+        async with share.slot():
+            pass
+        while share.limiter.limit:  # wait until the idle instance starts leaving (its limit drops first)
+            await asyncio.sleep(0.01)
+        async with asyncio.timeout(5):
+            async with share.slot():
+                granted = share.limiter.limit
+        await share.aclose()
+        return granted
+
+    assert asyncio.run(scenario()) == 10
