@@ -165,20 +165,16 @@ async def _pages(adapter: Any, body: Any, before_request: Callable[[], Awaitable
         items.extend(_page_items(body, source))
 
 
-async def read_batch(client: Any, http: Any, graph_url: str, token: str,
-                     before_request: Callable[[], Awaitable[None]] | None = None
-                     ) -> dict[str, tuple[Any, SourceError | None]]:
+async def read_batch(client: Any, http: Any, graph_url: str, token: str) -> dict[str, tuple[Any, SourceError | None]]:
     """The one-shot sources in ONE `$batch` round trip (built by hand: msgraph-core's batch helpers rewrite ids and
-    lose bodies in this version). Batching saves round trips, not throttling budget: each item still counts, so
-    the caller's `before_request` waits for the Conditional Access slot. An item that fails for a transient reason
-    (429, 5xx) is fetched again on its own through the SDK, whose retry policy honours Retry-After."""
+    lose bodies in this version). Batching saves round trips, not throttling budget: each item still counts, so the
+    HTTP pipeline's budget step takes the Conditional Access slot for its item (budget_middleware.py). An item that
+    fails for a transient reason (429, 5xx) is fetched again on its own, after its Retry-After, through the SDK."""
     requests = [{"id": str(index), "method": "GET", "url": source.batch_url}
                 for index, source in enumerate(BATCHED)]
     answers: dict[str, tuple[Any, SourceError | None]] = {}
     retry: list[GraphSource] = []
     try:
-        if before_request:
-            await before_request()
         response = await http.post(f"{graph_url.rstrip('/')}/$batch", json={"requests": requests},
                                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
         if response.status_code != 200:
@@ -188,7 +184,7 @@ async def read_batch(client: Any, http: Any, graph_url: str, token: str,
     except DeadlineExceeded as late:  # no time left to read them one by one either
         return {source.name: (None, transport_error(late)) for source in BATCHED}
     except Exception:  # noqa: BLE001 - the batch as a whole failed: every source on its own, the SDK way
-        return {source.name: await read_source(client, source, datetime.min, before_request)
+        return {source.name: await read_source(client, source, datetime.min)
                 for source in BATCHED}
     for index, source in enumerate(BATCHED):
         item = items[str(index)]
@@ -198,7 +194,7 @@ async def read_batch(client: Any, http: Any, graph_url: str, token: str,
         status, body = item if item is not None else (0, None)
         if status == 200:
             try:
-                value = (_shape(source, await _pages(client.request_adapter, body, before_request,
+                value = (_shape(source, await _pages(client.request_adapter, body, None,
                                                           f"graph.{source.name}"))
                          if source.collection else body)
                 answers[source.name] = (value, None)
@@ -220,7 +216,7 @@ async def read_batch(client: Any, http: Any, graph_url: str, token: str,
             return {**answers, **{source.name: (None, transport_error(late)) for source in retry}}
         await asyncio.sleep(pause)  # Microsoft's Retry-After for the throttled items, before they are read again
     for source in retry:
-        answers[source.name] = await read_source(client, source, datetime.min, before_request)
+        answers[source.name] = await read_source(client, source, datetime.min)
     return answers
 
 
