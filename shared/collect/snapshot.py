@@ -153,7 +153,12 @@ async def collect_tenant(access: TenantAccess, endpoints: MicrosoftEndpoints, *,
     since = since or now - DEFAULT_LOOKBACK
     deadline = deadline or Deadline.after(DEFAULT_TENANT_DEADLINE_S)
     own_http = http is None and pools is None
-    http = http or (pools.http(access.tenant_id) if pools else _new_http(endpoints))
+    if http is not None:
+        exchange_http = http
+    elif pools is not None:
+        http, exchange_http = pools.http(access.tenant_id), pools.exchange_http(access.tenant_id)
+    else:
+        http, exchange_http = _new_http(endpoints)
     # The pools lend the tenant's kept credential (its cached tokens serve every cycle within their lifetime).
     credential = BoundedCredential(pools.credential(access) if pools else access.credential(endpoints),
                                    endpoints.timeout_s, deadline)
@@ -166,8 +171,8 @@ async def collect_tenant(access: TenantAccess, endpoints: MicrosoftEndpoints, *,
             sides = {
                 "graph": asyncio.ensure_future(_collect_graph(credential, access, endpoints, http, since, hints,
                                                               graph_data, errors, backlog)),
-                "exchange": asyncio.ensure_future(_collect_exchange(credential, access, endpoints, http,
-                                                                    exchange_data, errors)),
+                "exchange": asyncio.ensure_future(_collect_exchange(credential, access, endpoints,
+                                                                    exchange_http, exchange_data, errors)),
             }
         try:
             await asyncio.wait(sides.values(), timeout=deadline.remaining())
@@ -182,6 +187,7 @@ async def collect_tenant(access: TenantAccess, endpoints: MicrosoftEndpoints, *,
     finally:
         await credential.close()
         if own_http:
+            await exchange_http.aclose()
             await http.aclose()
     return TenantSnapshot(
         tenant_id=access.tenant_id,
@@ -214,7 +220,7 @@ def _settle(side: str, task: asyncio.Future[None], data: dict[str, Any], errors:
             errors[key] = failure
 
 
-def _new_http(endpoints: MicrosoftEndpoints) -> httpx.AsyncClient:
-    from shared.collect.connection import http_client
+def _new_http(endpoints: MicrosoftEndpoints) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
+    from shared.collect.connection import http_clients
 
-    return http_client(endpoints)
+    return http_clients(endpoints)

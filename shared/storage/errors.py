@@ -94,3 +94,18 @@ class StorageUnavailablePolicy(AsyncHTTPPolicy):  # type: ignore[type-arg]
 
     async def send(self, request: Any) -> Any:
         return await guarded(self.next.send, request, self.deadline_s)
+
+
+async def conditional_write(write: Callable[[], Awaitable[Any]]) -> Any:
+    """A Table transaction guarded by its own conditions (If-Match on the state row, inserts that fail on an existing
+    row), tried once more when the request did not get through (ServiceRequestError: refused, or a pooled connection
+    the service had closed — Azurite's Node server drops idle keep-alive connections after 5 s, aiohttp keeps them
+    15 s). azure-core never retries a POST itself, as it cannot know whether the service applied it; here a repeat
+    is harmless: had the first been applied, the repeat is refused (412/409) as a conflict and nothing is written
+    twice. At most two calls, each within its own CALL_DEADLINE_S."""
+    try:
+        return await write()
+    except StorageUnavailable as error:
+        if not isinstance(error.__cause__, ServiceRequestError):
+            raise
+    return await write()

@@ -48,6 +48,7 @@ from azure.data.tables.aio import TableServiceClient
 
 from shared.model import ControlResult
 from shared.storage.account import StorageAccount, account
+from shared.storage.errors import conditional_write
 from shared.storage.entities import (
     MAX_DOCUMENT_CHARS,
     DocumentCorrupt,
@@ -287,7 +288,7 @@ class TenantStore:
         if len(operations) == 1:
             return await self._write_state_alone(tenant_id, operations[0], expected_etag)
         try:
-            outcome = await self._table.submit_transaction(operations)
+            outcome = await conditional_write(lambda: self._table.submit_transaction(operations))
         except TableTransactionError as error:
             conflict = _conflict(tenant_id, operations, error, expected_etag)
             if conflict is None:

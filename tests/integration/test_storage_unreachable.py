@@ -296,3 +296,64 @@ def test_a_claim_transaction_refused_by_a_changed_row_falls_back_to_one_claim_ea
 
 async def _rows(rows: list[tuple[TenantConfig, dict[str, Any]]]) -> list[tuple[TenantConfig, dict[str, Any]]]:
     return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# A commit whose connection the service dropped is sent once more, and never written twice
+# ----------------------------------------------------------------------------------------------------------------------
+
+async def _dropping_proxy(target_port: int, drops: list[int]) -> tuple[asyncio.AbstractServer, int]:
+    """A TCP proxy to Azurite that closes, unanswered, the connection on which the first `$batch` request arrives
+    (as Azurite's Node server closes a keep-alive connection the client is about to reuse)."""
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: asyncio.StreamWriter,
+                   watch: bool) -> None:
+        try:
+            while data := await reader.read(65536):
+                if watch and not drops and data.startswith(b"POST ") and b"$batch" in data.split(b"\r\n", 1)[0]:
+                    drops.append(1)
+                    break
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+            client.close()
+
+    async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        await asyncio.gather(pipe(client_reader, upstream_writer, client_writer, True),
+                             pipe(upstream_reader, client_writer, client_writer, False))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_a_commit_whose_connection_was_dropped_is_sent_again_and_stored_once(azurite: Azurite) -> None:
+    table_port = int(azurite.table_endpoint.rsplit(":", 1)[1].split("/")[0])
+    tenant = "00000000-0000-4000-8000-0000000000d1"
+
+    async def run() -> tuple[list[int], dict[str, Any], int]:
+        drops: list[int] = []
+        server, port = await _dropping_proxy(table_port, drops)
+        try:
+            async with TenantStore.from_connection_string(connection_to(port)) as store:
+                await store.create()
+                first = await store.commit(tenant, state={"cycle": 1}, expected_etag=None, evaluated_at=NOW,
+                                           results=[], events=[])
+                # A state row and an event: a $batch transaction (a lone state row is a PUT, retried by the SDK).
+                event = {"id": "e-dropped", "at": "2026-11-23T08:00:00Z", "tenantId": tenant,
+                         "type": "control.failed", "control": "exo_smtp_auth_disabled", "severity": "high",
+                         "summary": "s", "details": {}}
+                await store.commit(tenant, state={"cycle": 2}, expected_etag=first, evaluated_at=NOW,
+                                   results=[], events=[event])
+                record = await store.load(tenant)
+                history = await store.history(tenant)
+            return drops, record.state, len(history)
+        finally:
+            server.close()
+
+    drops, state, events = guarded(run())
+    assert drops == [1]  # the proxy did drop the transaction's first connection
+    assert state.get("cycle") == 2
+    assert events == 1
