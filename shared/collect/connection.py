@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 import os
 import zlib
 from collections import OrderedDict
@@ -28,10 +29,10 @@ if TYPE_CHECKING:
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 EXCHANGE_SCOPE = "https://outlook.office365.com/.default"
-# Each tenant's credential is kept by the process's pools (per event loop, see ConnectionPools.credential), so its
-# token cache serves the next cycles: an Entra access token lives 60-90 minutes (75 on average) and azure-identity
-# hands out a cached token until shortly before it expires, so a tenant evaluated every 15 minutes asks Entra for its
-# two tokens (Graph, Exchange) about once in five cycles instead of every cycle. At most this many are kept.
+# Each tenant's tokens are kept by the process's pools (per event loop, see ConnectionPools.credential) for the next
+# cycles: an Entra access token lives 60-90 minutes (75 on average) and is used until shortly before it expires, so a
+# tenant evaluated every 15 minutes asks Entra for its two tokens (Graph, Exchange) about once in five cycles instead
+# of every cycle. At most this many tenants' tokens are kept.
 #   https://learn.microsoft.com/entra/identity-platform/access-tokens#token-lifetime
 #   https://learn.microsoft.com/python/api/overview/azure/identity-readme#token-caching
 MAX_KEPT_CREDENTIALS = 2_000
@@ -109,17 +110,46 @@ def _digest(value: str | None) -> str | None:
     return None if value is None else hashlib.sha256(value.encode()).hexdigest()
 
 
-class _Lent:
-    """A kept credential lent to one collection: its close() leaves the credential open for the next."""
+# azure-identity asks Entra again when a cached token has less than this left (its default refresh offset).
+#   https://learn.microsoft.com/python/api/azure-core/azure.core.credentials.accesstokeninfo (refresh_on)
+REFRESH_BEFORE_S = 300
 
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
+
+class _KeptTokens:
+    """A tenant's tokens kept across cycles, with no credential object kept alive between them.
+
+    A kept azure-identity credential cost ~36 KB of memory before its first token (its pipeline, its MSAL client):
+    36 MB per 1,000 tenants, most of a worker's growth. Here only the tokens stay (a few KB); the credential is
+    built, asked and closed when a token is missing or within REFRESH_BEFORE_S of expiring, about once in five
+    cycles. A request with `claims` (a Continuous Access Evaluation challenge) always goes to Entra."""
+
+    def __init__(self, access: TenantAccess, key: tuple[Any, ...], pools: ConnectionPools) -> None:
+        self._access, self._key, self._pools = access, key, pools
+
+    async def _token(self, method: str, scopes: tuple[str, ...], kwargs: dict[str, Any]) -> Any:
+        kept = self._pools._current().tokens
+        entry = (self._key, method, scopes, kwargs.get("enable_cae", False))
+        token = kept.get(self._access.tenant_id, {}).get(entry) if not kwargs.get("claims") else None
+        if token is not None and token.expires_on - time.time() > REFRESH_BEFORE_S:
+            kept.move_to_end(self._access.tenant_id)
+            return token
+        credential = self._access.credential(self._pools.endpoints, transport=self._pools.token_transport())
+        try:
+            token = await getattr(credential, method)(*scopes, **kwargs)
+        finally:
+            await credential.close()  # its transport is the shared session, which stays open
+        tenant = {k: v for k, v in kept.pop(self._access.tenant_id, {}).items() if k[0] == self._key}
+        tenant[entry] = token  # a changed spec or secret leaves the old key's tokens behind, unused: dropped here
+        kept[self._access.tenant_id] = tenant
+        while len(kept) > MAX_KEPT_CREDENTIALS:
+            kept.popitem(last=False)
+        return token
 
     async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        return await self._inner.get_token(*scopes, **kwargs)
+        return await self._token("get_token", scopes, kwargs)
 
-    async def get_token_info(self, *scopes: str, **kwargs: Any) -> Any:
-        return await self._inner.get_token_info(*scopes, **kwargs)
+    async def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        return await self._token("get_token_info", scopes, {"options": options} if options else {})
 
     async def close(self) -> None:
         return None
@@ -180,8 +210,8 @@ class _LoopPools:
     def __init__(self) -> None:
         self.http: dict[int, tuple[httpx.AsyncClient, httpx.AsyncClient]] = {}  # shard → (Graph, Exchange)
         self.token_session: Any = None
-        # tenant id → (credential_key, credential), least recently used first
-        self.credentials: OrderedDict[str, tuple[tuple[Any, ...], Any]] = OrderedDict()
+        # tenant id → {(credential_key, method, scopes, cae): token}, least recently used first
+        self.tokens: OrderedDict[str, dict[tuple[Any, ...], Any]] = OrderedDict()
 
     async def aclose(self) -> None:
         for graph, exchange in self.http.values():
@@ -190,7 +220,7 @@ class _LoopPools:
         if self.token_session is not None:
             await self.token_session.close()
         self.http, self.token_session = {}, None
-        self.credentials.clear()  # they hold no sockets of their own: the token session was theirs
+        self.tokens.clear()
 
     async def close_with_loop(self) -> AsyncGenerator[None, None]:
         # asyncio.run() (a CLI, a test) finalises every suspended async generator before it closes the loop: this
@@ -277,24 +307,15 @@ class ConnectionPools:
     def credential(self, access: TenantAccess) -> Any:
         """The tenant's credential for one collection, over the shared token session; close it after use.
 
-        Kept per event loop (the token session is the loop's) while `access.credential_key()` stays the same, so
-        its tokens serve later cycles; a changed spec or secret replaces it, at most MAX_KEPT_CREDENTIALS are kept
-        (least recently used dropped). One that cannot be told apart, or could not be built, is never kept."""
+        Its tokens are kept per event loop while `access.credential_key()` stays the same, so they serve later cycles
+        (at most MAX_KEPT_CREDENTIALS tenants, least recently used dropped); a changed spec or secret asks Entra
+        again. A credential that cannot be told apart, or could not be built, keeps nothing."""
         key = access.credential_key()
-        pools = self._current()
-        kept = pools.credentials.get(access.tenant_id) if key is not None else None
-        if kept is not None and kept[0] == key:
-            pools.credentials.move_to_end(access.tenant_id)
-            return _Lent(kept[1])
-        credential = access.credential(self.endpoints, transport=self.token_transport())
-        if key is None or isinstance(credential, UnavailableCredential):
-            pools.credentials.pop(access.tenant_id, None)
-            return credential
-        pools.credentials[access.tenant_id] = (key, credential)
-        pools.credentials.move_to_end(access.tenant_id)
-        while len(pools.credentials) > MAX_KEPT_CREDENTIALS:
-            pools.credentials.popitem(last=False)  # nothing to close: its transport is the shared session
-        return _Lent(credential)
+        if key is None:
+            return access.credential(self.endpoints, transport=self.token_transport())
+        # A misconfigured one (missing setting, unreadable certificate) is an UnavailableCredential, built again at
+        # each token request: its error, every time, and nothing kept.
+        return _KeptTokens(access, key, self)
 
     async def aclose(self) -> None:
         """Close this loop's pools now (a monitor that owns its pools, a benchmark between runs)."""
