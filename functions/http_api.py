@@ -7,8 +7,8 @@ Python runs, to a request without a function key (or the host key) in `x-functio
 a key holds the API, so keys live in Key Vault or the portal and the dashboard's `?code=` URL is itself a secret.
 Azure's front end routes by Host, so a re-pointed name (DNS rebinding) reaches no app. When Easy Auth (App Service
 Authentication) is put in front, its session cookie is sent by the browser with any request, including one a
-foreign page makes: so, whatever authenticates, a state-changing route (POST, PATCH) refuses a cross-site request
-(403: an `Origin` other than the address the request reached — Host, X-Forwarded-Host or the URL — or
+foreign page makes: so, whatever authenticates, a state-changing route (POST, PATCH, DELETE) refuses a cross-site
+request (403: an `Origin` other than the address the request reached — Host, X-Forwarded-Host or the URL — or
 `Sec-Fetch-Site: cross-site`/`same-site`) and a body not declared `Content-Type: application/json` (415), the two
 things a foreign page cannot fake without a CORS preflight (shared/views/guard.py). Keep the app's CORS allowed
 origins empty (or your own): an allowed origin is one that passes that preflight.
@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from shared.settings import SettingsError
-from shared.views import api, guard, readiness
+from shared.views import api, exceptions_api, guard, readiness
 from shared.views.report_route import Download, report_download
 
 bp = func.Blueprint()
@@ -189,3 +189,28 @@ async def snooze_alert(req, fleet, now):
 async def readiness_smtp_basic(req, fleet, now):
     tenant = req.params.get("tenant")
     return 200, await readiness.smtp_basic(fleet, now=now, tenant_id=tenant)  # ?tenant=GUID: one tenant
+
+
+# Exceptions (shared/views/exceptions_api.py): who changes one is the body's createdBy / by, or the name App Service
+# Authentication puts in X-MS-CLIENT-PRINCIPAL-NAME when it is in front (it wins):
+# https://learn.microsoft.com/azure/app-service/configure-authentication-user-identities
+@route("tenants/{tenantId}/exceptions", ["GET"])
+async def list_exceptions(req, fleet, now):
+    return 200, await exceptions_api.list_exceptions(fleet, _tenant(req), now=now)
+
+
+@route("tenants/{tenantId}/exceptions", ["POST"])
+async def add_exception(req, fleet, now):
+    return 201, await exceptions_api.add_exception(fleet, _tenant(req), body_of(req), now=now, headers=req.headers)
+
+
+@route("tenants/{tenantId}/exceptions/{exceptionId}/extend", ["POST"])
+async def extend_exception(req, fleet, now):
+    return 200, await exceptions_api.extend_exception(fleet, _tenant(req), req.route_params.get("exceptionId"),
+                                                      body_of(req), now=now, headers=req.headers)
+
+
+@route("tenants/{tenantId}/exceptions/{exceptionId}", ["DELETE"])
+async def remove_exception(req, fleet, now):
+    return 200, await exceptions_api.remove_exception(fleet, _tenant(req), req.route_params.get("exceptionId"),
+                                                      body_of(req), now=now, headers=req.headers)

@@ -36,6 +36,8 @@ TYPE_LABELS = {
     ev.ENFORCEMENT_GAP: "Legacy sign-ins after the enforcement window",
     ev.TENANT_UNREACHABLE: "Tenant unreachable",
     ev.TENANT_RECOVERED: "Resolved: tenant reachable again",
+    ev.EXCEPTION_EXPIRING: "Exception expiring soon",
+    ev.EXCEPTION_EXPIRED: "Exception expired",
 }
 
 # What a failing control leaves open, in the words a responder needs.

@@ -13,8 +13,8 @@ import os
 import sys
 from typing import Sequence
 
-from shared.cli import (alerts, baseline, collect, controlscmd, demo, evaluate, permissions, readiness, replay,
-                        report, run, serve, tenants, timeline)
+from shared.cli import (alerts, baseline, collect, controlscmd, demo, evaluate, exceptions, permissions, readiness,
+                        replay, report, run, serve, tenants, timeline)
 from shared.cli.errors import UsageError, plain
 from shared.cli.output import EXIT_CODES, add_common, resolve_format, walk
 from shared.logs import configure_cli_logging
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"authwatch {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (demo, run, collect, evaluate, replay, baseline, alerts, serve, report, timeline, readiness,
-                   permissions, tenants, controlscmd):
+                   permissions, tenants, exceptions, controlscmd):
         module.add_parser(commands)
     for sub in walk(parser):
         if not sub.description:

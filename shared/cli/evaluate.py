@@ -20,6 +20,7 @@ from shared.cli.errors import UsageError
 from shared.cli.output import EXIT_CODES, EXIT_FINDINGS, Filters, add_filters, add_output, gate
 from shared.cli.render import table
 from shared.controls.evaluate import evaluate
+from shared.controls.exceptions import check_snapshot_exceptions, snapshot_exceptions, unknown_controls
 from shared.model import ControlResult, SnapshotError, TenantSnapshot, format_time, load_snapshot
 
 
@@ -54,7 +55,22 @@ def read_snapshot(path: str) -> TenantSnapshot:
     problem = _wrong_type(snapshot) or _out_of_range(snapshot) or _lone_surrogate(snapshot.to_json(), "")
     if problem:
         raise UsageError(f"{path}: {problem}")
+    try:
+        check_snapshot_exceptions(snapshot)  # here, not in shared.model: exceptions sit above the model's layer
+    except SnapshotError as error:
+        raise UsageError(f"{path}: {error}") from None
     return snapshot
+
+
+def warn_unknown_controls(command: str, snapshot: TenantSnapshot, said: set[str] | None = None) -> None:
+    """An exception naming a control authwatch does not have covers nothing: said on stderr (stdout keeps its
+    contract), once per exception id when `said` is shared across snapshots."""
+    said = set() if said is None else said
+    for record in unknown_controls(snapshot_exceptions(snapshot)):
+        if record.id not in said:
+            said.add(record.id)
+            print(f"authwatch {command}: warning: exception {record.id} names control {record.control!r}, which "
+                  "authwatch does not have: it covers nothing", file=sys.stderr)
 
 
 # A hand-made snapshot may hold values the envelope check lets through but the date arithmetic of compare (evidence
@@ -134,6 +150,7 @@ def report(snapshot: TenantSnapshot, results: list[ControlResult], evaluated_at:
 def run(args: argparse.Namespace) -> int:
     filters = Filters(args)
     snapshot = read_snapshot(args.snapshot)
+    warn_unknown_controls("evaluate", snapshot)
     results = [r for r in evaluate(snapshot) if filters.keep(r.to_json())]
     now = datetime.now(timezone.utc)
     if args.format == "json":

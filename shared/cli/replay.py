@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.cli.errors import UsageError
 from shared.cli.output import add_output
-from shared.cli.evaluate import read_snapshot
+from shared.cli.evaluate import read_snapshot, warn_unknown_controls
 from shared.cli.render import table
 from shared.model import TenantSnapshot, format_time
 from shared.state.compare import compare
@@ -77,7 +77,10 @@ def replay(snapshots: list[TenantSnapshot], baselines: dict[str, Config] | None 
 
 def run(args: argparse.Namespace) -> int:
     files = snapshot_files(args.inputs)
-    snapshots = [read_snapshot(str(path)) for path in files]
+    snapshots = [read_snapshot(str(path)) for path in files]  # malformed settings.exceptions: exit 2, named
+    said: set[str] = set()
+    for snapshot in snapshots:
+        warn_unknown_controls("replay", snapshot, said)
     baselines = {}
     if args.baseline:
         reference = read_snapshot(args.baseline)

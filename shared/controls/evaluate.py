@@ -1,15 +1,20 @@
-"""Evaluate a snapshot: one result per control. Pure: no I/O and no clock reads."""
+"""Evaluate a snapshot: one result per control, then the tenant's live exceptions on top (shared/controls/
+exceptions.py). Pure: no I/O and no clock reads — an exception is live or not at the snapshot's collectedAt, so
+`authwatch evaluate`, `authwatch replay` and the timer agree on the same snapshot."""
 
 from __future__ import annotations
 
 from shared.controls import controls
 from shared.controls.base import Control
+from shared.controls.exceptions import apply_exceptions, snapshot_exceptions
 from shared.model import ControlResult, EvaluationContext, Status, TenantSnapshot
 
 
 def evaluate(snapshot: TenantSnapshot, context: EvaluationContext | None = None) -> list[ControlResult]:
     context = context or EvaluationContext()
-    return [_run(control, snapshot, context) for control in controls()]
+    results = [_run(control, snapshot, context) for control in controls()]
+    # Records that cannot be read are left out by snapshot_exceptions: they cover nothing (fail closed).
+    return apply_exceptions(results, snapshot_exceptions(snapshot), snapshot.collected_at)
 
 
 def _run(control: Control, snapshot: TenantSnapshot, context: EvaluationContext) -> ControlResult:

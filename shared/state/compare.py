@@ -20,6 +20,7 @@ from shared.controls import controls
 from shared.controls.conditional_access import legacy_block
 from shared.controls.enforcement_window import EnforcementWindow, describe_duration, offline_block_start
 from shared.controls.evaluate import evaluate
+from shared.controls.exceptions import accepted, verdict_before_exceptions
 from shared.model import (
     LICENCE_ERROR_CODE,
     ControlResult,
@@ -35,6 +36,7 @@ from shared.state.attribution import find_author, policy_modified_in
 from shared.state.config import Config, control_config, merge
 from shared.state.drift import NEUTRAL, REENABLED, STRENGTHENED, WEAKENED, Change, diff
 from shared.state.events import Event
+from shared.state.exception_events import exception_events
 from shared.state.windows import advance
 
 BLOCK_CONTROL = "entra_legacy_auth_blocked"
@@ -163,7 +165,8 @@ class _Cycle:
         return self.at, "observation time"
 
     def enforcement(self, results: list[ControlResult]) -> tuple[dict[str, Any] | None, list[ControlResult]]:
-        status = {r.control: r.status for r in results}
+        # A block accepted by exception is not a block in force: control 2 reads control 1 before exceptions too.
+        status = {r.control: verdict_before_exceptions(r) for r in results}
         kept = (self.previous or {}).get("enforcement")
         if status.get(BLOCK_CONTROL) == Status.UNKNOWN:
             return kept, results  # cannot tell this time: the window we track stays as it was
@@ -221,7 +224,7 @@ class _Cycle:
             details = {"before": old, "after": new, "evidence": result.evidence, "remediation": result.remediation}
             if new == Status.FAIL:
                 self.event(ev.CONTROL_FAILED, result.control, str(result.severity), result.summary, details)
-            elif new == Status.PASS and old == Status.FAIL:
+            elif new == Status.PASS and old == Status.FAIL and not accepted(result):  # accepted is not fixed: quiet
                 self.event(ev.CONTROL_RECOVERED, result.control, str(result.severity), result.summary, details)
             elif new == Status.UNKNOWN and old is not None and old != Status.UNKNOWN:
                 self.event(ev.CONTROL_UNKNOWN, result.control, str(result.severity), result.summary, details)
@@ -246,7 +249,7 @@ class _Cycle:
         return diff(reference, current) if reference else []
 
     def drift(self, changes: list[Change], current: Config, results: list[ControlResult]) -> None:
-        blocked = next(r for r in results if r.control == BLOCK_CONTROL).status == Status.PASS
+        blocked = verdict_before_exceptions(next(r for r in results if r.control == BLOCK_CONTROL)) == Status.PASS
         for change in changes:
             effect = change.effect
             if change.key == "securityDefaults.isEnabled" and effect == WEAKENED and not blocked:
@@ -267,7 +270,8 @@ class _Cycle:
         baseline_value = (self.baseline or {}).get(change.section, {}).get(change.key)
         details = {"section": change.section, "item": change.key,
                    "changes": [{"field": f.field, "before": f.before, "after": f.after, "effect": f.effect,
-                                "note": f.note} for f in change.fields],
+                                "note": f.note, **({"objects": list(f.objects)} if f.objects else {})}
+                               for f in change.fields],
                    "matchesBaseline": baseline_value == current.get(change.section, {}).get(change.key),
                    **self.author(change)}
         if effect == REENABLED:
@@ -311,6 +315,15 @@ def _unreachable(previous: dict[str, Any] | None, snapshot: TenantSnapshot, resu
     return state
 
 
+def _exceptions(previous: dict[str, Any] | None, snapshot: TenantSnapshot, results: list[ControlResult],
+                cycle: _Cycle) -> dict[str, Any]:
+    """Reminders and expiries of the tenant's exceptions; the state key only while something was said (a tenant
+    without exceptions keeps the state it always had)."""
+    raised, notified = exception_events(snapshot, results, (previous or {}).get("exceptionNotices"))
+    cycle.events.extend(raised)
+    return {"exceptionNotices": notified} if notified else {}
+
+
 def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: TenantSnapshot, *,
             now: datetime) -> Comparison:
     """The heart of authwatch. `previous` is the stored state (None: never seen), `baseline` the approved config."""
@@ -330,6 +343,8 @@ def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: 
     results = evaluate(snapshot, EvaluationContext(block_effective_at=tracked_start))
     if snapshot.unreachable:
         state = _unreachable(previous, snapshot, results, cycle)
+        state.pop("exceptionNotices", None)  # only what the tenant's settings still hold is remembered
+        state.update(_exceptions(previous, snapshot, results, cycle))  # an expiry does not wait for Microsoft
         return Comparison(state=state, results=results, events=cycle.events, clock_ahead=ahead)
 
     if (previous or {}).get("unreachable"):
@@ -346,6 +361,7 @@ def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: 
     seen = (previous or {}).get("config") or {}
     windows = advance((previous or {}).get("windows") or [], changes if seen else [], seen, current, snapshot,
                       at=snapshot.collected_at, hours=snapshot.enforcement_window_hours, emit=cycle.event)
+    notified = _exceptions(previous, snapshot, results, cycle)
     new_baseline = None if baseline is not None else current
     state = {
         "version": STATE_VERSION,
@@ -365,6 +381,7 @@ def compare(previous: dict[str, Any] | None, baseline: Config | None, snapshot: 
         "partialErrors": {source: e.to_json() for source, e in snapshot.errors.items()},
         "recentLegacySignIns": remembered,
         **_unread_signins(snapshot),
+        **notified,
     }
     return Comparison(state=state, results=results, events=cycle.events, notes=cycle.notes, baseline=new_baseline,
                       clock_ahead=ahead)

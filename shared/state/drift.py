@@ -40,6 +40,7 @@ class FieldChange:
     after: Any
     effect: str
     note: str = ""  # e.g. which ids an exclusion added
+    objects: tuple[str, ...] = ()  # the mailboxes / users it was turned on for, as far as the stored sample names them
 
     def describe(self) -> str:
         return f"{self.field}: {_show(self.before)} → {_show(self.after)}" + (f" ({self.note})" if self.note else "")
@@ -172,7 +173,8 @@ def _item_changes(section: str, key: str, old: Any, new: Any) -> list[FieldChang
                  f"no longer held by {_names(found.removed, False)}" if found.removed else ""]
         # Neutral: what a user's policy allows is judged by exo_basic_auth_policy; the assignment's own enforcement
         # window is state/windows.py's.
-        return [FieldChange("users", found.before, found.after, NEUTRAL, "; ".join(n for n in notes if n))]
+        return [FieldChange("users", found.before, found.after, NEUTRAL, "; ".join(n for n in notes if n),
+                            tuple(found.added))]
     if key == "defaultPolicy":
         return [FieldChange("DefaultAuthenticationPolicy", old, new, NEUTRAL)]  # its flags are compared per policy
     return [FieldChange(key, old, new, _flag_effect(key, old, new))]
@@ -194,7 +196,8 @@ def _override_changes(old: Any, new: Any) -> list[FieldChange]:
         changes.append(FieldChange(label, found.before, found.after, REENABLED,
                                    f"turned on for {_names(found.added, found.more_added)}" if found.added
                                    else "turned on for mailboxes past the first "
-                                        f"{len(as_bounded(new)['sample'])} (the control's evidence lists them)"))
+                                        f"{len(as_bounded(new)['sample'])} (the control's evidence lists them)",
+                                   tuple(found.added)))
     if found.removed:
         changes.append(FieldChange(label, found.before, found.after, STRENGTHENED,
                                    f"override removed for {_names(found.removed, False)}"))
@@ -214,7 +217,7 @@ def _protocol_changes(key: str, old: Any, new: Any) -> list[FieldChange]:
     changes = []
     if found.added or found.more_added:
         changes.append(FieldChange(label, found.before, found.after, WEAKENED,
-                                   f"turned on for {_names(found.added, found.more_added)}"))
+                                   f"turned on for {_names(found.added, found.more_added)}", tuple(found.added)))
     if found.removed:
         changes.append(FieldChange(label, found.before, found.after, STRENGTHENED,
                                    f"turned off for {_names(found.removed, False)}"))

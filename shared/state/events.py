@@ -21,9 +21,18 @@ ENFORCEMENT_GAP = "enforcement.gap"
 TENANT_UNREACHABLE = "tenant.unreachable"
 TENANT_RECOVERED = "tenant.recovered"
 
+# Exceptions ending (shared/state/exception_events.py), new in the contract: `exception.expiring` (low) once per
+# exception and expiry, settings.exceptionReminderDays (default 7) ahead, delivered like any alert so the owner can
+# extend it or fix the finding in time; `exception.expired` (medium) once when it passes, kept in history only: the
+# finding itself comes back as control.failed, the one alert. Details: exceptionId, control, owner, reason,
+# createdBy, expiresAt, scope, wholeControl; expiring adds reminderDays, secondsLeft and accepts (kind -> ids the
+# exception accepts now, {} for a whole control, null when nothing), expired adds statusNow.
+EXCEPTION_EXPIRING = "exception.expiring"
+EXCEPTION_EXPIRED = "exception.expired"
+
 EVENT_TYPES = (CONTROL_FAILED, CONTROL_RECOVERED, CONTROL_UNKNOWN, DRIFT_WEAKENED, DRIFT_STRENGTHENED,
                BASIC_AUTH_REENABLED, WINDOW_STARTED, WINDOW_CONFIRMED, ENFORCEMENT_GAP, TENANT_UNREACHABLE,
-               TENANT_RECOVERED)
+               TENANT_RECOVERED, EXCEPTION_EXPIRING)
 
 # Not an event of the contract: a neutral configuration change, kept in history and sent to nobody.
 CONFIG_CHANGED = "config.changed"

@@ -23,9 +23,12 @@ from typing import Any
 
 from shared.collect.connection import TenantAccess
 from shared.collect.credentials import CredentialError, CredentialSpec
+from shared.exceptions import (DEFAULT_MAX_DAYS, DEFAULT_REMINDER_DAYS, REMINDER_DAYS_RANGE, ExceptionError,
+                               ExceptionRecord, parse_exceptions)
 from shared.model import EXCLUSION_KINDS, format_time
 
 SCHEDULE_RANGE = (5, 1440)
+MAX_EXCEPTION_DAYS_RANGE = (1, 3650)  # maxExceptionDays: the longest exception this tenant allows
 MAX_JSON_CHARS = 32_000  # one Table string property holds 64 KiB of UTF-16
 MAX_ERROR_CHARS = 500
 MAX_TAGS = 50
@@ -34,7 +37,11 @@ DUE_GRACE = timedelta(minutes=2)  # see due()
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-CONFIG_FIELDS = ("displayName", "credential", "enabled", "scheduleMinutes", "approvedExclusions", "routing", "tags")
+CONFIG_FIELDS = ("displayName", "credential", "enabled", "scheduleMinutes", "approvedExclusions", "routing", "tags",
+                 "exceptions", "maxExceptionDays", "exceptionReminderDays")
+# Changed one at a time through shared/tenants/exceptions_service.py, so every change is in the tenant's history:
+# never by a whole-config write from a request (onboarding, PATCH).
+MANAGED_FIELDS = ("exceptions",)
 STATUS_FIELDS = ("lastSuccessAt", "lastAttemptAt", "consecutiveFailures", "lastError", "createdAt", "updatedAt",
                  "verifiedDomains")
 # The tenant's domain names as Graph's organization lists them (written by the worker), so people can name a tenant
@@ -45,7 +52,8 @@ ALL_FIELDS = ("tenantId", *CONFIG_FIELDS, *STATUS_FIELDS)
 # What a queue message carries of a tenant for the worker (shared/cycle/fleet.py): what the worker reads, and nothing
 # else (no routing, which may hold webhook addresses; no tags). Never a secret: the credential NAMES app settings.
 WORKER_FIELDS = ("tenantId", "displayName", "credential", "enabled", "approvedExclusions", "consecutiveFailures",
-                 "lastError", "verifiedDomains")
+                 "lastError", "verifiedDomains", "exceptions", "exceptionReminderDays")
+_EXCEPTION_FIELDS = ("exceptions", "exceptionReminderDays")  # carried only by a tenant that has exceptions
 # What could carry a secret in an error text: a JWT, "Bearer …", key=value pairs named like secrets.
 _SECRETISH = (
     (re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*"), "[token]"),
@@ -136,6 +144,23 @@ def _exclusions(value: Any) -> dict[str, list[str]]:
     return result
 
 
+def _exceptions(value: Any) -> list[dict[str, Any]]:
+    """The tenant's exceptions, each in ExceptionRecord.to_json() form (normalised), bounded like every JSON field."""
+    try:
+        records = parse_exceptions(list(value) if isinstance(value, tuple) else value)
+    except ExceptionError as error:
+        raise RegistryError(str(error)) from None
+    result = [record.to_json() for record in records]
+    bounded_json(result, "exceptions")
+    return result
+
+
+def _whole(value: Any, name: str, bounds: tuple[int, int]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not bounds[0] <= value <= bounds[1]:
+        raise RegistryError(f"{name}: expected whole days between {bounds[0]} and {bounds[1]}, got {_short(value)}")
+    return value
+
+
 def _domains(value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or len(value) > MAX_DOMAINS:
         raise RegistryError(f"verifiedDomains: expected a list of at most {MAX_DOMAINS} domain names")
@@ -185,6 +210,11 @@ class TenantConfig:
     created_at: datetime | None = None
     updated_at: datetime | None = None  # last configuration change (outcomes do not count)
     verified_domains: tuple[str, ...] = ()  # lower-case, from the last collection's organization
+    # Accepted deviations (shared/exceptions.py), as ExceptionRecord.to_json() objects; changed one at a time by
+    # shared/tenants/exceptions_service.py, which also bounds each one's length by max_exception_days.
+    exceptions: list[dict[str, Any]] = field(default_factory=list)
+    max_exception_days: int = DEFAULT_MAX_DAYS
+    exception_reminder_days: int = DEFAULT_REMINDER_DAYS
     # The registry row's ConfigVersion: raised by every change the queue worker must see (shared/tenants/registry.py).
     # Not part of the JSON form (API, export): it is the registry's bookkeeping.
     config_version: int = field(default=0, compare=False, repr=False)
@@ -225,12 +255,24 @@ class TenantConfig:
             raise RegistryError(f"lastError: expected a string or null, got {type(self.last_error).__name__}")
         put("last_error", clean_error(self.last_error))
         put("verified_domains", _domains(self.verified_domains))
+        put("exceptions", _exceptions(self.exceptions))
+        _whole(self.max_exception_days, "maxExceptionDays", MAX_EXCEPTION_DAYS_RANGE)
+        _whole(self.exception_reminder_days, "exceptionReminderDays", REMINDER_DAYS_RANGE)
         if isinstance(self.config_version, bool) or not isinstance(self.config_version, int) or self.config_version < 0:
             raise RegistryError(f"configVersion: expected a whole number ≥ 0, got {_short(self.config_version)}")
 
+    def exception_records(self) -> list[ExceptionRecord]:
+        return parse_exceptions(self.exceptions)
+
     def settings(self) -> dict[str, Any]:
-        """The snapshot "settings" block for this tenant."""
-        return {"approvedExclusions": {kind: list(self.approved_exclusions.get(kind, ())) for kind in EXCLUSION_KINDS}}
+        """The snapshot "settings" block for this tenant. Exceptions (and their reminder days) only when the tenant
+        has any, so the snapshot of a tenant without exceptions is what it always was."""
+        settings: dict[str, Any] = {
+            "approvedExclusions": {kind: list(self.approved_exclusions.get(kind, ())) for kind in EXCLUSION_KINDS}}
+        if self.exceptions:
+            settings["exceptions"] = [dict(item) for item in self.exceptions]
+            settings["exceptionReminderDays"] = self.exception_reminder_days
+        return settings
 
     def access(self, env: Mapping[str, str], *, assertion_provider: Callable[[], str] | None = None) -> TenantAccess:
         """How the collector signs in: the credential spec resolved against `env` (the app settings) when used."""
@@ -255,12 +297,18 @@ class TenantConfig:
             "createdAt": time(self.created_at),
             "updatedAt": time(self.updated_at),
             "verifiedDomains": list(self.verified_domains),
+            "exceptions": [dict(item) for item in self.exceptions],
+            "maxExceptionDays": self.max_exception_days,
+            "exceptionReminderDays": self.exception_reminder_days,
         }
 
     def worker_json(self) -> dict[str, Any]:
-        """The worker's view (WORKER_FIELDS) and the registry version it was read at, for a queue message."""
+        """The worker's view (WORKER_FIELDS) and the registry version it was read at, for a queue message. The
+        exception fields only when there are exceptions (as in `settings`): the message of a tenant without any is
+        what it always was."""
         data = self.to_json()
-        return {**{name: data[name] for name in WORKER_FIELDS}, "configVersion": self.config_version}
+        carried = [name for name in WORKER_FIELDS if self.exceptions or name not in _EXCEPTION_FIELDS]
+        return {**{name: data[name] for name in carried}, "configVersion": self.config_version}
 
     @classmethod
     def from_worker_json(cls, data: Any) -> TenantConfig:
@@ -285,6 +333,9 @@ class TenantConfig:
             written = [name for name in STATUS_FIELDS if name in data]
             if written:
                 raise RegistryError(f"{written[0]}: written by authwatch itself, not by a request")
+            managed = [name for name in MANAGED_FIELDS if name in data]
+            if managed:
+                raise RegistryError(managed_message(managed[0]))
         body_id = data.get("tenantId")
         if tenant_id is not None and body_id is not None and tenant_key(body_id) != tenant_key(tenant_id):
             raise RegistryError(f"tenantId: the body says {body_id} but the request is for {tenant_id}")
@@ -316,7 +367,19 @@ class TenantConfig:
             created_at=_parse_time(data.get("createdAt"), "createdAt"),
             updated_at=_parse_time(data.get("updatedAt"), "updatedAt"),
             verified_domains=data.get("verifiedDomains") or (),
+            exceptions=[] if data.get("exceptions") is None else data["exceptions"],
+            max_exception_days=_or(data.get("maxExceptionDays"), DEFAULT_MAX_DAYS),
+            exception_reminder_days=_or(data.get("exceptionReminderDays"), DEFAULT_REMINDER_DAYS),
         )
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value  # null: the default, as scheduleMinutes null is the fleet's
+
+
+def managed_message(name: str) -> str:
+    return (f"{name}: changed one exception at a time (POST tenants/{{tenantId}}/exceptions, …/extend, DELETE …; "
+            f"`authwatch exceptions add|extend|remove`) so that every change is in the tenant's history")
 
 
 def _camel(name: str) -> str:

@@ -4,7 +4,8 @@ Table `AuthwatchRegistry`, PartitionKey "tenant", RowKey = the tenant id (a lowe
 query, so no input ever reaches an OData filter). One row per tenant:
 
     DisplayName, Enabled, Credential (JSON: mode, client id, NAMES of app settings — never a secret),
-    ScheduleMinutes, ApprovedExclusions (JSON), Routing (JSON), Tags (JSON), CreatedAt, UpdatedAt   ← configuration
+    ScheduleMinutes, ApprovedExclusions (JSON), Routing (JSON), Tags (JSON), CreatedAt, UpdatedAt,  ← configuration
+    Exceptions (JSON list; absent: none), MaxExceptionDays, ExceptionReminderDays (absent: the defaults)
     LastSuccessAt, LastAttemptAt, ConsecutiveFailures, LastError, VerifiedDomains (JSON)            ← outcomes
     InFlightUntil                                                                                    ← fan-out lease
     ConfigVersion                                                              ← raised by changes the worker sees
@@ -21,13 +22,22 @@ tenant's own state partition, which the worker reads anyway with its state: shar
 same version, THEN writes this row. A worker whose message carries an older version than the marker reads this row
 again. Marker first means a crash between the two writes costs a needless read (the marker is ahead of the row),
 never a stale configuration (the row ahead of the marker).
+
+Exceptions change one at a time (`change_exceptions`), each with its history row in the tenant's partition of the
+state table (type exception.changed, history only: written as already sent, so no alert goes out), written after the
+marker and BEFORE the registry row: an exception is never in force without its record. Should the registry write
+then fail (another writer won: it is tried again from a fresh read), the history row is taken back; only a crash
+between the two leaves a record of a change that did not happen, never a change without its record.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -37,12 +47,15 @@ from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
 from shared.collect.credentials import CredentialError, CredentialSpec
+from shared.exceptions import DEFAULT_MAX_DAYS, DEFAULT_REMINDER_DAYS
 from shared.storage.account import StorageAccount, account
+from shared.storage.event_rows import event_entity
 from shared.storage.tenant_store import TABLE as STATE_TABLE
 from shared.storage.tenant_store import mark_registry_change
 from shared.tenants.config import (
     ALL_FIELDS,
     CONFIG_FIELDS,
+    MANAGED_FIELDS,
     MAX_DOMAINS,
     STATUS_FIELDS,
     RegistryError,
@@ -51,6 +64,7 @@ from shared.tenants.config import (
     as_utc,
     bounded_json,
     clean_error,
+    managed_message,
     tenant_key,
 )
 
@@ -59,6 +73,7 @@ log = logging.getLogger("authwatch.registry")
 TABLE = "AuthwatchRegistry"
 PARTITION = "tenant"
 WRITE_ATTEMPTS = 5
+CHANGE_ATTEMPTS = 10  # change_exceptions: people editing one tenant's exceptions at once all get through
 TRANSACTION_ROWS = 100  # an entity group transaction's limits: 100 entities, 4 MiB (kept under, with room)
 TRANSACTION_BYTES = 3 * 1024 * 1024
 
@@ -77,6 +92,9 @@ def _config_columns(config: TenantConfig) -> dict[str, Any]:
         "ApprovedExclusions": bounded_json(config.approved_exclusions, "approvedExclusions"),
         "Routing": None if config.routing is None else bounded_json(config.routing, "routing"),
         "Tags": json.dumps(list(config.tags)),
+        "Exceptions": bounded_json(config.exceptions, "exceptions") if config.exceptions else None,
+        "MaxExceptionDays": config.max_exception_days,
+        "ExceptionReminderDays": config.exception_reminder_days,
     }
 
 
@@ -107,10 +125,17 @@ def _from_entity(entity: Mapping[str, Any]) -> TenantConfig:
             consecutive_failures=int(entity.get("ConsecutiveFailures") or 0),
             last_error=entity.get("LastError") or None,
             config_version=int(entity.get("ConfigVersion") or 0),
+            exceptions=json.loads(entity.get("Exceptions") or "[]"),
+            max_exception_days=_number(entity.get("MaxExceptionDays"), DEFAULT_MAX_DAYS),
+            exception_reminder_days=_number(entity.get("ExceptionReminderDays"), DEFAULT_REMINDER_DAYS),
             **{python: entity.get(column) for column, python in _TIME_COLUMNS.items()},
         )
     except (CredentialError, ValueError, TypeError) as error:
         raise RegistryError(f"tenant {tenant_id}: the stored registry row is unreadable ({error})") from None
+
+
+def _number(value: Any, default: int) -> int:
+    return default if value is None else int(value)  # the Table service may hand back an Int64 wrapper
 
 
 def _take_lease(entity: dict[str, Any] | None, now: datetime, lease: timedelta) -> dict[str, Any] | None:
@@ -210,6 +235,8 @@ class TenantRegistry:
                 raise RegistryError("tenantId: a tenant's id cannot change (register the other tenant instead)")
             if name not in ALL_FIELDS:
                 raise RegistryError(f"{name}: unknown field (allowed: {', '.join(CONFIG_FIELDS)})")
+            if name in MANAGED_FIELDS:
+                raise RegistryError(managed_message(name))
         now = as_utc(now or self._clock(), "now")
 
         def change(entity: dict[str, Any] | None) -> dict[str, Any]:
@@ -224,6 +251,52 @@ class TenantRegistry:
     async def disable(self, tenant_id: str, *, now: datetime | None = None) -> TenantConfig:
         """Stop evaluating a tenant; its row, results and history stay (a tenant is never dropped silently)."""
         return await self.update(tenant_id, {"enabled": False}, now=now)
+
+    async def change_exceptions(self, tenant_id: str,
+                                change: Callable[[TenantConfig, int], tuple[list[dict[str, Any]], dict[str, Any]]],
+                                *, now: datetime | None = None) -> TenantConfig:
+        """Change a tenant's exceptions and record the change in its history (see the module docstring).
+        `change(config, version)` gets the tenant as stored and the ConfigVersion the change will have, and returns
+        the new list and the history event (a record: id, at, type, …); it validates, and raises (ExceptionError,
+        RegistryError) before anything is written. It is called again after a concurrent write, on a fresh read.
+        LookupError when the tenant is unknown."""
+        key = tenant_key(tenant_id)
+        now = as_utc(now or self._clock(), "now")
+        for attempt in range(CHANGE_ATTEMPTS):
+            if attempt:  # lost a race: let the winners finish before reading again
+                await asyncio.sleep(random.uniform(0, 0.02 * attempt))
+            entity = await self._read(key)
+            if entity is None:
+                raise LookupError(f"no tenant {key} is registered")
+            version = int(entity.get("ConfigVersion") or 0) + 1
+            exceptions, event = change(_from_entity(entity), version)
+            config = replace(_from_entity(entity), exceptions=exceptions)  # validated again, as a whole
+            row = _apply(dict(entity), {**_config_columns(config), "UpdatedAt": now, "ConfigVersion": version})
+            # History only: never an alert. An event's time is whole seconds; its Seq (the order within one time)
+            # is the change's microsecond, so two changes within one second keep their order.
+            history = {**event_entity(key, event, now.microsecond), "Pending": False}
+            await mark_registry_change(self._markers, key, version)
+            try:
+                await self._markers.create_entity(history)  # never over another change's row
+            except ResourceExistsError:
+                continue
+            try:
+                await self._table.update_entity(row, mode=UpdateMode.REPLACE, etag=entity.metadata["etag"],
+                                                match_condition=MatchConditions.IfNotModified)
+                return _from_entity(row)
+            except ResourceModifiedError:
+                await self._forget(key, history["RowKey"])
+            except BaseException:
+                await self._forget(key, history["RowKey"])
+                raise
+        raise RuntimeError(f"tenant {key}: the registry row kept changing; gave up after {CHANGE_ATTEMPTS} attempts")
+
+    async def _forget(self, key: str, row_key: str) -> None:
+        """Take back the history row of a change that was not written."""
+        try:
+            await self._markers.delete_entity(key, row_key)
+        except Exception as error:  # noqa: BLE001 - the change itself failed; that is what the caller hears
+            log.error("history row of an unwritten change left behind", extra={"tenant_id": key, "error": str(error)})
 
     async def record_outcome(self, tenant_id: str, *, success: bool, at: datetime, error: str | None = None) -> None:
         """Book one evaluation. LookupError when the tenant is unknown."""

@@ -19,6 +19,7 @@ from shared.cycle.fleet import Fleet, evaluation_message
 from shared.cycle.service import accept_baseline
 from shared.model import format_time, parse_time_or_none
 from shared.tenants.config import RegistryError, TenantConfig, TenantExists
+from shared.tenants.exceptions_service import list_exceptions
 from shared.views.timeline import build_timeline
 
 
@@ -169,6 +170,8 @@ async def tenant_detail(fleet: Fleet, tenant_id: str, *, now: datetime, history_
         "history": history[:history_limit],
         "hasBaseline": record.baseline is not None,
         "failedDeliveries": await tenant_failed_deliveries(fleet, tenant_id, limit=20),
+        # Its exceptions with their status and days left, the legacy approvedExclusions last (exceptions_service).
+        "exceptions": list_exceptions(config, now=now),
     }
 
 

@@ -39,6 +39,7 @@ td.s { text-align: center; font-weight: 700; font-size: 11px; white-space: nowra
 pre { background: #f6f8fa; border: 1px solid var(--line); padding: 6px 8px; white-space: pre-wrap;
   overflow-wrap: anywhere; margin: 4px 0; font-size: 11.5px; }
 ul { margin: 4px 0; padding-left: 18px; }
+.exc { font-weight: 400; font-size: 10px; }
 .legend span { display: inline-block; padding: 0 8px; margin-right: 6px; border-radius: 4px; font-weight: 700; }
 footer { margin-top: 30px; color: var(--muted); font-size: 11px; }
 @page { size: A4 landscape; margin: 12mm; }
@@ -119,6 +120,7 @@ def _tenant_html(tenant: dict[str, Any]) -> str:
                   + (f'<div class="muted">{_cite(row["notes"])}</div>' if row["notes"] else "") + "</li>"
                   for row in tenant["timeline"]]
         parts.append("</ul>")
+    parts.append(_exceptions(tenant.get("exceptions") or []))
     if unreachable and all(row["evaluatedAt"] is None for row in tenant["controls"]):
         shown = len(tenant["controls"])
         parts.append(f'<p class="muted collapsed">{shown} control(s) not evaluated: authwatch cannot read this '
@@ -132,12 +134,33 @@ def _tenant_html(tenant: dict[str, Any]) -> str:
     for row in tenant["controls"]:
         fix = f'<pre>{_e(row["remediation"])}</pre>' if row["remediation"] and row["status"] in ("fail", "pending") \
             else ""
+        covered = (f'<br><span class="exc">exception {_e(", ".join(row["exception"]))}</span>'
+                   if row.get("exception") else "")
         parts.append(f'<tr data-control="{_e(row["control"])}"><td class="s s-{_e(row["status"])}">'
-                     f'{_WORD.get(row["status"], _e(row["status"]))}</td><td><b>{_e(row["title"])}</b><br>'
+                     f'{_WORD.get(row["status"], _e(row["status"]))}{covered}</td><td><b>{_e(row["title"])}</b><br>'
                      f'<span class="when mono">{_e(row["control"])} · {_e(row["severity"])}</span></td>'
                      f'<td>{_e(row["summary"])}</td><td>{fix}</td></tr>')
     parts.append("</tbody></table></section>")
     return "\n".join(parts)
+
+
+def _exceptions(items: list[dict[str, Any]]) -> str:
+    """The tenant's exceptions: what is accepted, whose it is, why, and until when (legacy exclusions last)."""
+    if not items:
+        return ""
+    rows = []
+    for x in items:
+        scope = "; ".join(f"{kind}: {', '.join(map(str, ids))}" for kind, ids in (x.get("scope") or {}).items())
+        soon = " · expiring soon" if x.get("status") == "expiring soon" else ""
+        left = ("no expiry" if x.get("legacy") else "expired" if x.get("status") == "expired"
+                else f'{x.get("daysLeft")} day(s){soon}')
+        rows.append(f'<tr data-exception-id="{_e(x.get("id"))}" data-status="{_e(x.get("status"))}"><td class="mono">'
+                    f'{_e(x.get("id"))}{" (legacy)" if x.get("legacy") else ""}</td><td class="mono">'
+                    f'{_e(x.get("control"))}</td><td>{_e(scope or "(whole control)")}</td>'
+                    f'<td>{_e(x.get("owner") or "(none)")}</td><td>{_e(x.get("reason"))}</td>'
+                    f'<td>{_e(x.get("expiresAt") or "never")}<br><span class="when">{_e(left)}</span></td></tr>')
+    return ('<h3>Exceptions</h3><table class="exceptions"><thead><tr><th>Id</th><th>Control</th><th>Scope</th>'
+            '<th>Owner</th><th>Reason</th><th>Expires</th></tr></thead><tbody>' + "".join(rows) + '</tbody></table>')
 
 
 def _quiet(quiet: list[dict[str, Any]]) -> str:

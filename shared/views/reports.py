@@ -22,10 +22,15 @@ JSON (`to_json`) — the document itself, schema `authwatch.report/1` (REPORT_SC
                       "summary", "remediation", "frameworks", "evaluatedAt" (null: no stored result)}],
         "openAlerts": [{"id", "at", "type", "control", "severity", "summary", "acknowledged", "snoozed"}],
         "drift": [{"at", "type", "control", "summary", "changedBy", "changedAt",
-                   "changes": [{"field", "before", "after", "effect", "note"}]}]}],
+                   "changes": [{"field", "before", "after", "effect", "note"}]}],
+        "exceptions": [{"id", "control", "scope", "owner", "reason", "createdBy", "createdAt", "expiresAt", "status"
+                        (active | expiring soon | expired | legacy), "daysLeft", "legacy"}]}],
      "readiness": {"kind": "smtp-basic", "switchOff", "knows", "fixOptions", "summary",   # shared/views/readiness.py
                    "tenants": [{"tenantId", "verdict", "headline", "breaking", "senders": [{"user", "mailbox",
                                 "clientIps", "lastSeen", "count", "outcome", "why", "fix", …}], …}]}}
+
+`exceptions` (issue 21) are the tenant's accepted deviations (shared/tenants/exceptions_service.py), its legacy
+approvedExclusions last; a control row a live exception turns into a pass names it in `exception` (its ids, or null).
 
 `readiness` (added with issue 18) is SMTP AUTH Basic readiness for the end-of-December-2026 switch-off, the same
 answer as GET /api/readiness/smtp-basic, tenants that will break first; it ignores the control filters.
@@ -41,7 +46,8 @@ shown: shared/views/ocsf.py maps each field.
 CSV (`to_csv`) — one row per tenant × control, header first, columns CSV_COLUMNS:
 
     tenant_id, tenant_name, tenant_status, control, control_title, status, severity, summary, remediation,
-    evaluated_at, open_alerts (open alerts of this tenant about this control), last_collected_at
+    evaluated_at, open_alerts (open alerts of this tenant about this control), last_collected_at,
+    exception (the ids of the exceptions that make this control pass, space-separated; empty: none)
 
 Tenant data is text, never a formula: a cell starting with = + - @, tab, CR or LF gets a leading single quote
 (`csv_cell`); open_alerts, the one numeric column, is written as a number.
@@ -68,10 +74,12 @@ FORMATS = ("html", "csv", "json", "ocsf")
 TIMELINE_ROWS = 20  # per tenant in a report: the newest; `authwatch timeline` shows more
 ATTENTION = ("fail", "pending", "unknown")  # what --failing-only keeps
 CSV_COLUMNS = ("tenant_id", "tenant_name", "tenant_status", "control", "control_title", "status", "severity",
-               "summary", "remediation", "evaluated_at", "open_alerts", "last_collected_at")
+               "summary", "remediation", "evaluated_at", "open_alerts", "last_collected_at", "exception")
 CONTROL_STATUSES = ("pass", "fail", "pending", "unknown", "not_applicable")
 TENANT_STATUSES = ("healthy", "failing", "pending", "unknown", "unreachable", "never evaluated", "disabled")
 DRIFT_TYPES = ("drift.weakened", "drift.strengthened", "basic_auth.reenabled")
+EXCEPTION_FIELDS = ("id", "control", "scope", "owner", "reason", "createdBy", "createdAt", "expiresAt", "status",
+                    "daysLeft", "legacy")
 
 _STR, _NULL_STR = {"type": "string"}, {"type": ["string", "null"]}
 _SENDER_SCHEMA: dict[str, Any] = {
@@ -117,7 +125,8 @@ REPORT_SCHEMA: dict[str, Any] = {
                                  "evaluatedAt"],
                     "properties": {"control": _STR, "title": _STR, "status": {"enum": list(CONTROL_STATUSES)},
                                    "severity": _STR, "summary": _STR, "remediation": _STR,
-                                   "frameworks": {"type": "array", "items": _STR}, "evaluatedAt": _NULL_STR}}},
+                                   "frameworks": {"type": "array", "items": _STR}, "evaluatedAt": _NULL_STR,
+                                   "exception": {"type": ["array", "null"], "items": _STR}}}},
                 "openAlerts": {"type": "array", "items": {
                     "type": "object",
                     "required": ["id", "at", "type", "control", "severity", "summary", "acknowledged", "snoozed"],
@@ -130,6 +139,11 @@ REPORT_SCHEMA: dict[str, Any] = {
                     "type": "object", "required": ["at", "type", "summary", "changedBy", "changedAt", "changes"],
                     "properties": {"changes": {"type": "array", "items": {
                         "type": "object", "required": ["field", "before", "after", "effect"]}}}}},
+                "exceptions": {"type": "array", "items": {
+                    "type": "object", "required": ["id", "control", "scope", "owner", "reason", "expiresAt", "status",
+                                                   "daysLeft", "legacy"],
+                    "properties": {"id": _STR, "control": _STR, "scope": {"type": "object"}, "owner": _NULL_STR,
+                                   "reason": _STR, "expiresAt": _NULL_STR, "legacy": {"type": "boolean"}}}},
             }}},
         "readiness": _READINESS_SCHEMA,
     },
@@ -244,6 +258,7 @@ def _tenant(detail: dict[str, Any], controls: list[dict[str, Any]], now: datetim
             "remediation": (item.get("remediation") or "") if item else "",
             "frameworks": list(item.get("frameworks") or []) if item else [],
             "evaluatedAt": item.get("evaluatedAt") if item else None,
+            "exception": _covered_by(item),
         })
     alerts = [{"id": a.get("id"), "at": a.get("at"), "type": a.get("type"), "control": a.get("control"),
                "severity": a.get("severity"), "summary": a.get("summary"),
@@ -266,10 +281,20 @@ def _tenant(detail: dict[str, Any], controls: list[dict[str, Any]], now: datetim
         "unreachable": unreachable, "hiddenControls": 0,
         "enforcementWindow": detail.get("enforcementWindow"),
         "controls": rows, "openAlerts": alerts, "drift": drift,
+        "exceptions": [{key: item.get(key) for key in EXCEPTION_FIELDS} for item in detail.get("exceptions") or []],
         # The tenant's timeline (shared/views/timeline.py), newest first: changes, windows and Microsoft's dates.
         "timeline": timeline_rows(detail.get("history") or [], controls=detail.get("controls") or [], now=now,
                                   limit=TIMELINE_ROWS),
     }
+
+
+def _covered_by(item: dict[str, Any] | None) -> list[str] | None:
+    """The exceptions a passing result names (evidence.exception.ids, shared/controls/exceptions.py), or None."""
+    covered = ((item or {}).get("evidence") or {}).get("exception")
+    ids = covered.get("ids") if isinstance(covered, dict) else None
+    if (item or {}).get("status") != "pass" or not isinstance(ids, list) or not ids:
+        return None
+    return [str(ident) for ident in ids]
 
 
 def _summary(tenants: list[dict[str, Any]]) -> dict[str, Any]:
@@ -349,7 +374,7 @@ def to_csv(report: dict[str, Any]) -> str:
             cells = [tenant["tenantId"], tenant["displayName"], tenant["status"], row["control"], row["title"],
                      row["status"], row["severity"], row["summary"], row["remediation"], row["evaluatedAt"]]
             writer.writerow([*map(csv_cell, cells), csv_cell(per_control.get(row["control"], 0), numeric=True),
-                             csv_cell(tenant["lastCollectedAt"])])
+                             csv_cell(tenant["lastCollectedAt"]), csv_cell(" ".join(row.get("exception") or []))])
     return out.getvalue()
 
 

@@ -60,9 +60,14 @@ ROUTES: dict[str, tuple[str, str]] = {
     "report": ("GET", "report"),  # a file on success (tested below), JSON errors like every route
     "readiness_smtp_basic": ("GET", "readiness/smtp-basic"),
     "tenant_timeline": ("GET", "tenants/{tenantId}/timeline"),
+    "list_exceptions": ("GET", "tenants/{tenantId}/exceptions"),
+    "add_exception": ("POST", "tenants/{tenantId}/exceptions"),
+    "extend_exception": ("POST", "tenants/{tenantId}/exceptions/{exceptionId}/extend"),
+    "remove_exception": ("DELETE", "tenants/{tenantId}/exceptions/{exceptionId}"),
 }
 TENANT_ROUTES = sorted(name for name, (_, path) in ROUTES.items() if "{tenantId}" in path)
-BODY_ROUTES = ("onboard_tenant", "update_tenant", "acknowledge_alert", "snooze_alert")  # those that read a body
+BODY_ROUTES = ("onboard_tenant", "update_tenant", "acknowledge_alert", "snooze_alert", "add_exception",
+               "extend_exception", "remove_exception")  # those that read a body
 PUBLIC_HTTP_FUNCTIONS: frozenset[str] = frozenset()  # no anonymous health route exists; add one here deliberately
 
 # --- fixtures ------------------------------------------------------------------------------------------------------
@@ -132,6 +137,8 @@ def call(app: dict[str, Any], name: str, *, tenant_id: str | None = None, alert_
     """Invoke one HTTP function with a real azure.functions.HttpRequest; (status, parsed JSON, raw text)."""
     method, template = ROUTES[name]
     route = {key: value for key, value in (("tenantId", tenant_id), ("alertId", alert_id)) if value is not None}
+    if "{exceptionId}" in template and alert_id is not None:
+        route["exceptionId"] = alert_id  # the fuzzed second id plays the exception's
     path = template
     for key, value in route.items():
         path = path.replace("{" + key + "}", urllib.parse.quote(value, safe=""))
@@ -275,11 +282,18 @@ WRONG_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "lastSuccessAt": st.just("2026-11-23T08:00:00Z"),  # written by authwatch itself, never by a request
     "consecutiveFailures": st.integers(0, 5),
     "createdAt": st.just("2026-11-23T08:00:00Z"),
+    # Exceptions change one at a time (their own routes, each in the history), never with the whole configuration.
+    "exceptions": json_values,
+    "maxExceptionDays": st.one_of(st.integers().filter(lambda n: not 1 <= n <= 3650), st.booleans(),
+                                  st.floats(min_value=1, max_value=3650), st.text(max_size=4),
+                                  st.sampled_from([[30], {"d": 30}])),
+    "exceptionReminderDays": st.one_of(st.integers().filter(lambda n: not 0 <= n <= 90), st.booleans(),
+                                       st.floats(min_value=0, max_value=90), st.text(max_size=4)),
 }
 unknown_fields = st.text(min_size=1, max_size=20).filter(
     lambda k: k not in {"tenantId", "displayName", "credential", "enabled", "scheduleMinutes", "approvedExclusions",
                         "routing", "tags", "lastSuccessAt", "lastAttemptAt", "consecutiveFailures", "lastError",
-                        "createdAt", "updatedAt"})
+                        "createdAt", "updatedAt", "exceptions", "maxExceptionDays", "exceptionReminderDays"})
 
 
 @st.composite
@@ -430,6 +444,33 @@ def test_a_falsy_wrong_type_for_exclusions_is_refused(app: dict[str, Any], conne
     assert registry_row(connection, registered) == before
 
 
+exception_bodies = st.one_of(bodies, st.fixed_dictionaries(
+    {"control": st.sampled_from(["exo_smtp_auth_disabled", "x' or RowKey ne '", ""]),
+     "owner": st.text(max_size=5), "reason": st.text(max_size=5), "createdBy": st.text(max_size=5),
+     "expiresAt": st.one_of(json_values, st.sampled_from(["9999-12-31T23:59:59-05:00", "2000-01-01", "2099-01-01",
+                                                          "yesterday"])),  # never now … now + 180 days
+     "scope": st.one_of(json_values, st.dictionaries(st.sampled_from(["users", "people", "mailboxes"]),
+                                                      st.lists(st.text(max_size=5), max_size=3), max_size=2))},
+    optional={"id": json_values, "by": json_values}).map(lambda v: json.dumps(v).encode()))
+
+
+@FUZZ
+@given(name=st.sampled_from(["add_exception", "extend_exception", "remove_exception"]), exception_id=alert_ids,
+       body=exception_bodies)
+@example(name="add_exception", exception_id="", body=json.dumps(
+    {"control": "exo_smtp_auth_disabled", "owner": "o", "reason": "r", "createdBy": "c",
+     "expiresAt": "9999-12-31T23:59:59-05:00"}).encode())
+@example(name="extend_exception", exception_id="x' or RowKey ne '", body=b'{"expiresAt": "2099-01-01", "by": "x"}')
+@example(name="remove_exception", exception_id="legacy-approvedExclusions", body=b'{"by": "x"}')
+def test_exception_changes_that_cannot_apply_are_refused_and_write_nothing(
+        app: dict[str, Any], connection: str, registered: str, name: str, exception_id: str, body: bytes) -> None:
+    before = registry_row(connection, registered)
+    status, answer, text = call(app, name, tenant_id=registered, alert_id=exception_id, body=body)
+    assert_clear_4xx(status, answer, text)  # the tenant has no exception to extend or remove; no body is valid
+    assert registry_row(connection, registered) == before
+    assert partition_rows(connection, registered) == []  # no history row for a change that did not happen
+
+
 @FUZZ
 @given(name=st.sampled_from(["acknowledge_alert", "snooze_alert"]), alert_id=alert_ids, body=bodies)
 @example(name="snooze_alert", alert_id="a" * 32, body=b'{"until": "9999-12-31T23:59:59-05:00"}')
@@ -559,7 +600,12 @@ def test_oversized_bodies_are_refused_before_parsing(app: dict[str, Any], connec
     written.add(tenant_id)
     # A body that would be accepted if it were small: refused only because of its size.
     valid = {"onboard_tenant": onboarding_body(tenant_id), "update_tenant": {"displayName": "Renamed"},
-             "acknowledge_alert": {"by": "oncall"}, "snooze_alert": {"until": "2099-01-01T00:00:00Z"}}[name]
+             "acknowledge_alert": {"by": "oncall"}, "snooze_alert": {"until": "2099-01-01T00:00:00Z"},
+             "add_exception": {"control": "exo_smtp_auth_disabled", "owner": "Mail team", "reason": "scanner",
+                               "createdBy": "oncall", "expiresAt": format_time(datetime.now(timezone.utc)
+                                                                               + timedelta(days=30))},
+             "extend_exception": {"expiresAt": "2099-01-01", "by": "oncall"},
+             "remove_exception": {"by": "oncall"}}[name]
     text = json.dumps(valid)
     size = MAX_BODY_BYTES + extra
     if shape == "padded":

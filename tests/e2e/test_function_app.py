@@ -66,6 +66,10 @@ def test_app_declares_the_triggers_schedules_queues_and_routes(app_functions):
         ("tenants/{tenantId}/deliveries/failed", ("GET",)): "tenant_failed_deliveries",
         ("report", ("GET",)): "report",
         ("readiness/smtp-basic", ("GET",)): "readiness_smtp_basic",
+        ("tenants/{tenantId}/exceptions", ("GET",)): "list_exceptions",
+        ("tenants/{tenantId}/exceptions", ("POST",)): "add_exception",
+        ("tenants/{tenantId}/exceptions/{exceptionId}/extend", ("POST",)): "extend_exception",
+        ("tenants/{tenantId}/exceptions/{exceptionId}", ("DELETE",)): "remove_exception",
     }
 
 

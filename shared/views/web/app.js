@@ -679,6 +679,7 @@
     append(app, driftSection(t.history || []));
     append(app, el("div", { "class": "grid" }, windowCard(t.enforcementWindow, signins, loadedAt),
                    alertsCard(t.openAlerts || [])));
+    append(app, exceptionsSection(t.exceptions || []));
     append(app, el("h2", { text: "Controls" }));
     var byId = {};
     (t.controls || []).forEach(function (c) { byId[c.control] = c; });
@@ -710,6 +711,47 @@
     append(app, historySection((t.history || []).filter(function (e) { return !openIds[e.id]; }),
                                (t.openAlerts || []).length));
     if ((t.failedDeliveries || []).length) { append(app, failedDeliveriesSection(t.failedDeliveries)); }
+  }
+
+  // The tenant's exceptions (GET tenants/{id} › exceptions): accepted deviations, each with an owner and an expiry,
+  // soonest end first; "expiring soon" within the tenant's reminder days; its legacy approvedExclusions last.
+  function exceptionsSection(items) {
+    var section = el("section", { id: "exceptions" }, el("h2", { text: "Exceptions (" + items.length + ")" }));
+    if (!items.length) {
+      append(section, el("p", { "class": "empty", text: "No exceptions: every control is judged as it stands." }));
+      return section;
+    }
+    var head = el("tr", {}, ["Id", "Control", "Scope", "Owner", "Reason", "Expires", "Days left"].map(function (h) {
+      return el("th", { text: h });
+    }));
+    var body = el("tbody");
+    items.forEach(function (x) {
+      var scope = Object.keys(x.scope || {}).map(function (k) { return k + ": " + (x.scope[k] || []).join(", "); });
+      append(body, el("tr", { "data-exception-id": x.id, "data-exception-status": x.status },
+        el("td", {}, el("code", { text: x.id }), x.legacy ? el("span", { "class": "flag", text: "legacy" }) : null),
+        el("td", { title: x.control, text: controlTitle(x.control) }),
+        el("td", { text: scope.join("; ") || "(whole control)" }),
+        el("td", { text: x.owner || "(none)" }),
+        el("td", { text: x.reason || "" }),
+        el("td", {}, x.expiresAt ? timeEl(x.expiresAt) : "never"),
+        el("td", {}, x.legacy ? "—" : x.expired ? el("span", { "class": "flag expired", text: "expired" })
+                                                : String(x.daysLeft),
+           x.expiringSoon ? el("span", { "class": "flag soon", text: "expiring soon" }) : null)));
+    });
+    append(section, el("table", { "class": "small exceptions" }, el("thead", {}, head), body));
+    return section;
+  }
+
+  // A result an exception covers passes with evidence.exception naming it: shown as "PASS (exception <id>)".
+  function resultBadge(c) {
+    var covered = c.evidence && c.evidence.exception;
+    var ids = covered && Array.isArray(covered.ids) ? covered.ids : [];
+    var badge = statusBadge(c.status);
+    if (c.status === "pass" && ids.length) {
+      badge.textContent = STATUS_WORD.pass + " (exception " + ids.join(", ") + ")";
+      badge.setAttribute("data-exception", ids.join(" "));
+    }
+    return badge;
   }
 
   // Alerts that could not be delivered after every retry: shown so nobody assumes they arrived.
@@ -978,7 +1020,7 @@
     var meta = CONTROL_BY_ID[c.control] || {};
     var card = el("article", { "class": "control c-" + c.status, id: "control-" + c.control,
                                "data-control": c.control, "data-status": c.status },
-      el("header", {}, statusBadge(c.status), el("h3", { text: meta.title || c.control }),
+      el("header", {}, resultBadge(c), el("h3", { text: meta.title || c.control }),
          el("span", { "class": "sev-" + c.severity, text: c.severity + " severity" }),
          el("span", { "class": "when mono", text: c.control })),
       el("p", { "class": "summary", text: c.summary }));
