@@ -9,6 +9,8 @@ import copy
 import zlib
 from typing import Any
 
+from simulator.defaults import DEFAULT_PERMISSIONS
+
 APP = {"clientId": "5f0c8a7e-7c1b-4c52-9a43-6b1f2d3e4a50", "clientSecret": "demo-fleet-secret"}
 
 BLOCK_POLICY: dict[str, Any] = {
@@ -189,7 +191,10 @@ def demo_fleet() -> dict[str, Any]:
         _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000006", "Litware",
                 "small business on security defaults (no Entra P1); a printer mailbox has SMTP AUTH back on",
                 policies=[], security_defaults=True, licensed=False,
-                mailboxes=_mailboxes(8, "litware.example", printer={"SmtpClientAuthenticationDisabled": "False"})),
+                mailboxes=_mailboxes(8, "litware.example", printer={"SmtpClientAuthenticationDisabled": "False"}),
+                # Consented to the audit log query permission too: who turns SMTP AUTH on is named (see STORY).
+                permissions=[*DEFAULT_PERMISSIONS, "AuditLogsQuery-Exchange.Read.All"],
+                auditRecords=[], auditQuery={"now": "2026-11-23T08:00:00Z"}),
         _tenant("8c1d0f4e-1a2b-4c3d-8e9f-000000000007", "Adatum",
                 "block policy excludes a contractor nobody approved; Exchange role missing",
                 policies=[_policy(excludeUsers=[BREAK_GLASS, CONTRACTOR])], exchangeRole=False,
@@ -230,6 +235,19 @@ def _printer_override(tenant: dict[str, Any]) -> None:
         "Identity": "scanner2", "PrimarySmtpAddress": "scanner2@litware.example",
         "ExternalDirectoryObjectId": "5ca22e70-0000-4000-8000-000000000002", "SmtpClientAuthenticationDisabled": False,
         "PopEnabled": False, "ImapEnabled": False, "ActiveSyncEnabled": True})
+    # The unified audit log's record of it (auditLogRecord, Exchange admin auditData: Operation, Parameters,
+    # ResultStatus; https://learn.microsoft.com/en-us/graph/api/resources/security-auditlogrecord,
+    # https://learn.microsoft.com/en-us/office/office-365-management-api/office-365-management-activity-api-schema),
+    # searchable 70 minutes later: Microsoft says typically 60 to 90 (purview/audit-log-search).
+    tenant["auditRecords"].append({
+        "createdDateTime": "2026-11-23T09:50:00Z", "auditLogRecordType": "exchangeAdmin",
+        "operation": "Set-CASMailbox", "userType": "admin", "userId": "it-admin@litware.example",
+        "userPrincipalName": "it-admin@litware.example", "service": "Exchange", "availableAfterMinutes": 70,
+        "auditData": {"CreationTime": "2026-11-23T09:50:00", "Operation": "Set-CASMailbox", "RecordType": 1,
+                      "UserType": 2, "UserId": "it-admin@litware.example", "ResultStatus": "True",
+                      "ObjectId": "scanner2@litware.example",
+                      "Parameters": [{"Name": "Identity", "Value": "scanner2@litware.example"},
+                                     {"Name": "SmtpClientAuthenticationDisabled", "Value": "False"}]}})
 
 
 def _late_smtp(tenant: dict[str, Any]) -> None:

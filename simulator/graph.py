@@ -15,7 +15,9 @@ from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, NamedTuple
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
-from .odata import ODataError, decode_skiptoken, encode_skiptoken, matches, parse_filter, parse_select, select
+from . import audit_query
+from .odata import (ODataError, decode_skiptoken, encode_skiptoken, matches, page_size, parse_filter, parse_select,
+                    select)
 from .limits import GRAPH_CLASSES
 from .state import Fault, SimResponse, SimState
 
@@ -83,15 +85,7 @@ def _page(ctx: GraphContext, call: GraphCall, items: list[dict[str, Any]], cap: 
           entity_set: str) -> SimResponse:
     """Serve one page of ``items`` with an absolute ``@odata.nextLink`` while more remain."""
     fields = parse_select(call.query.get("$select"))
-    size = ctx.state.scenario["pageSize"]["graph"]
-    if "$top" in call.query:
-        try:
-            size = int(call.query["$top"])
-        except ValueError:
-            raise ODataError(f"Invalid value '{call.query['$top']}' for $top: an integer is required.") from None
-        if size < 1:
-            raise ODataError("Invalid value for $top: it must be a positive integer.")
-    size = min(size, cap)
+    size = page_size(call, ctx.state.scenario["pageSize"]["graph"], cap)
     scope = f"{call.tenant_id}{call.path.lower()}"
     offset = decode_skiptoken(call.query["$skiptoken"], scope) if "$skiptoken" in call.query else 0
     chunk = items[offset: offset + size]
@@ -344,6 +338,13 @@ ROUTES: tuple[Route, ...] = (
     _r(r"/auditLogs/directoryAudits/(?P<id>[^/]+)", "graph.directoryAudits",
        _audit_log("directoryAudits", "activityDateTime", (), "auditLogs/directoryAudits"), _AUDIT,
        denied=AUDIT_LOG_DENIED, also=_DIRECTORY),
+    # The audit log query API (simulator/audit_query.py); each record type needs its own AuditLogsQuery-* permission.
+    _r(r"/security/auditLog/queries", "graph.auditLogQueries", audit_query.h_create_query, audit_query.PERMISSIONS,
+       method="POST", denied=Denial(*audit_query.DENIED)),
+    _r(r"/security/auditLog/queries/(?P<id>[^/]+)", "graph.auditLogQueries", audit_query.h_get_query,
+       audit_query.PERMISSIONS, denied=Denial(*audit_query.DENIED)),
+    _r(r"/security/auditLog/queries/(?P<id>[^/]+)/records", "graph.auditLogRecords", audit_query.h_list_records,
+       audit_query.PERMISSIONS, denied=Denial(*audit_query.DENIED)),
     _r(r"/\$batch", "graph.batch", h_batch, (), method="POST"),
     _r(r"/users/(?P<id>[^/]+)/sendMail", "graph.sendMail", h_send_mail, (), method="POST"),  # h_send_mail checks
 )

@@ -138,3 +138,17 @@ def decode_skiptoken(token: str, scope: str) -> int:
     if not ok:
         raise ODataError("Invalid $skiptoken: it was not issued for this request.")
     return offset
+
+
+def page_size(call: Any, default: int, cap: int) -> int:
+    """The page size a request asks for with $top (OData; a bad value is Graph's 400), else `default`, at most
+    `cap` (Graph's own maximum for the collection)."""
+    size = default
+    if "$top" in call.query:
+        try:
+            size = int(call.query["$top"])
+        except ValueError:
+            raise ODataError(f"Invalid value '{call.query['$top']}' for $top: an integer is required.") from None
+        if size < 1:
+            raise ODataError("Invalid value for $top: it must be a positive integer.")
+    return min(size, cap)

@@ -14,6 +14,7 @@ import difflib
 import functools
 import json
 import re
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,14 @@ GRAPH_KEYS = (
     "graph.directoryAudits",
     "graph.batch",
     "graph.sendMail",
+    "graph.auditLogQueries",
+    "graph.auditLogRecords",
 )
 ENDPOINT_KEYS = ("token", *GRAPH_KEYS)
 
 TENANT_KEYS = {
     "tenantId", "displayName", "app", "consent", "exchangeRole", "licensed", "permissions", "mailSenders",
-    "graph", "exchange", "faults",
+    "graph", "exchange", "faults", "auditRecords", "auditQuery",
 }
 TOP_KEYS = {"app", "tenants", "pageSize", "tokenLifetime", "limits", "latencyMs"}
 FAULT_KEYS = {"status", "times", "body", "rawBody", "retryAfter", "delay", "skip"}
@@ -264,6 +267,7 @@ def normalize_tenant(tenant: Any, where: str = "tenant") -> dict[str, Any]:
     for i, rec in enumerate(t["graph"]["directoryAudits"]):
         _check_date(c, f"{where}.graph.directoryAudits[{i}].activityDateTime", rec.get("activityDateTime"))
 
+    _check_audit(c, where, t)
     faults = t.setdefault("faults", {})
     c.typ(f"{where}.faults", faults, dict, "an object keyed by endpoint key")
     for key, fault in faults.items():
@@ -272,6 +276,46 @@ def normalize_tenant(tenant: Any, where: str = "tenant") -> dict[str, Any]:
                    f"unknown endpoint key (use one of {', '.join(ENDPOINT_KEYS)} or exchange.<CmdletName>)")
         _check_fault(c, f"{where}.faults.{key}", fault)
     return t
+
+
+AUDIT_QUERY_DEFAULTS = {"now": None, "polls": 1, "outcome": "succeeded", "recordLimit": None}
+AUDIT_OUTCOMES = ("succeeded", "failed", "cancelled")
+
+
+def _check_audit(c: _Checker, where: str, t: dict[str, Any]) -> None:
+    """`auditRecords`: Graph auditLogRecord objects (+ `availableAfterMinutes`, default 0) the audit log query API
+    serves; `auditQuery`: the tenant's clock for queries (`now`, null = real time), the polls until a query ends
+    (`polls` >= 1), how it ends (`outcome`) and its record-count limit (`recordLimit`, null = none)."""
+    records = t.setdefault("auditRecords", [])
+    c.typ(f"{where}.auditRecords", records, list, "a list of auditLogRecord objects")
+    for i, rec in enumerate(records):
+        at = f"{where}.auditRecords[{i}]"
+        c.typ(at, rec, dict, "an auditLogRecord object")
+        _check_date(c, f"{at}.createdDateTime", rec.get("createdDateTime"))
+        for name in ("operation", "auditLogRecordType"):
+            if not isinstance(rec.get(name), str) or not rec[name]:
+                c.fail(f"{at}.{name}", "required non-empty string")
+        minutes = rec.setdefault("availableAfterMinutes", 0)
+        c.typ(f"{at}.availableAfterMinutes", minutes, (int, float), "a number of minutes")
+        if minutes < 0:
+            c.fail(f"{at}.availableAfterMinutes", "must be >= 0")
+        # A stable id (what the record is and where): the same scenario serves the same ids.
+        rec.setdefault("id", str(uuid.uuid5(uuid.NAMESPACE_URL, f"{t['tenantId']}/{i}/{rec['createdDateTime']}/"
+                                                                 f"{rec['operation']}")))
+    query = t.setdefault("auditQuery", {})
+    c.typ(f"{where}.auditQuery", query, dict, "an object {now, polls, outcome, recordLimit}")
+    c.keys(f"{where}.auditQuery", query, set(AUDIT_QUERY_DEFAULTS))
+    for key, value in AUDIT_QUERY_DEFAULTS.items():
+        query.setdefault(key, value)
+    if query["now"] is not None:
+        _check_date(c, f"{where}.auditQuery.now", query["now"])
+    for key in ("polls", "recordLimit"):
+        if query[key] is not None or key == "polls":
+            c.typ(f"{where}.auditQuery.{key}", query[key], int, "a positive integer")
+            if query[key] < 1:
+                c.fail(f"{where}.auditQuery.{key}", "must be >= 1")
+    if query["outcome"] not in AUDIT_OUTCOMES:
+        c.fail(f"{where}.auditQuery.outcome", f"one of {', '.join(AUDIT_OUTCOMES)}, got {_short(query['outcome'])}")
 
 
 def _check_date(c: _Checker, where: str, value: Any) -> None:

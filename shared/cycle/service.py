@@ -23,6 +23,8 @@ from shared.collect.connection import ConnectionPools
 from shared.collect.deadline import DEFAULT_TENANT_DEADLINE_S, Deadline
 from shared.collect.snapshot import CollectionHints
 from shared.model import ControlResult, TenantSnapshot, format_time, parse_time_or_none
+from shared.cycle.attribution import follow_up
+from shared.state.attribution_pending import merged, pending_from
 from shared.state.compare import DEFAULT_SIGNIN_OVERLAP, Comparison, compare, unread_signins, watermark
 from shared.state.events import EVENT_TYPES, Event
 from shared.storage.budget_ledger import BudgetLedger
@@ -93,7 +95,8 @@ class TenantOutcome:
 
 
 async def _commit(monitor: Monitor, tenant_id: str, snapshot: TenantSnapshot, now: datetime,
-                  record: TenantRecord, *, outbox_owed: bool = False) -> Comparison:
+                  record: TenantRecord, *, outbox_owed: bool = False,
+                  attribution: dict | None = None) -> Comparison:
     """Compare against the stored state and commit atomically; on a conflict, start again from the winner's state
     (whose newer lastCollectedAt usually makes this snapshot stale: exactly one set of events survives).
     `outbox_owed`: earlier events are still pending (claimed by a run that never marked them sent)."""
@@ -113,6 +116,7 @@ async def _commit(monitor: Monitor, tenant_id: str, snapshot: TenantSnapshot, no
         pruned_at = format_time(now) if prune else (record.state or {}).get("historyPrunedAt")
         if pruned_at:  # carried over: compare builds a new state, and without it every other cycle pruned again
             comparison.state["historyPrunedAt"] = pruned_at
+        _remember_attribution(comparison, attribution, parse_time_or_none((record.state or {}).get("lastCollectedAt")))
         # Tells the next run whether an outbox flush may be owed, so a quiet cycle costs no extra query.
         comparison.state["outboxPending"] = bool(comparison.events or comparison.notes or outbox_owed)
         try:
@@ -126,6 +130,27 @@ async def _commit(monitor: Monitor, tenant_id: str, snapshot: TenantSnapshot, no
         except ConcurrencyConflict:
             log.info("state changed under us; comparing again", extra={"tenant_id": tenant_id})
     raise ConcurrencyConflict(f"tenant {tenant_id}: state kept changing during {COMMIT_ATTEMPTS} attempts")
+
+
+def _remember_attribution(comparison: Comparison, attribution: dict | None, since: datetime | None) -> None:
+    """This cycle's Exchange/SharePoint changes whose actor is not yet known join those still pending."""
+    new = pending_from(comparison.events, since)
+    kept, _dropped = merged((attribution or {}).get("pending"), new)  # dropped: past MAX_PENDING, stays unknown
+    if kept:
+        comparison.state["attribution"] = {**(attribution or {}), "pending": kept}
+
+
+async def _attribution_step(monitor: Monitor, access: TenantAccess, state: dict | None, now: datetime) -> dict | None:
+    """Who made the Exchange/SharePoint changes still pending (cycle/attribution.py); a failure here never stops the
+    tenant's evaluation: what was pending stays pending."""
+    previous = (state or {}).get("attribution")
+    if not previous or monitor.pools is None:
+        return previous
+    try:
+        return await follow_up(access, monitor.pools, monitor.endpoints.graph, monitor.store, previous, now=now)
+    except Exception as error:  # noqa: BLE001 - attribution is extra; the verdicts must still be stored
+        log.warning("attribution step failed", extra={"tenant_id": access.tenant_id, "error": type(error).__name__})
+        return previous
 
 
 def hints_from(state: dict | None) -> CollectionHints | None:
@@ -180,8 +205,11 @@ async def evaluate_tenant(access: TenantAccess, monitor: Monitor, *, now: dateti
                                                 budget=monitor.budget, hints=hints_from(record.state),
                                                 pools=monitor.pools,
                                                 deadline=Deadline.after(monitor.tenant_deadline_s))
+        stage = "attribute"
+        attribution = await _attribution_step(monitor, access, record.state, now)
         stage = "persist"
-        comparison = await _commit(monitor, access.tenant_id, outcome.snapshot, now, record, outbox_owed=owed)
+        comparison = await _commit(monitor, access.tenant_id, outcome.snapshot, now, record, outbox_owed=owed,
+                                   attribution=attribution)
         outcome.results, outcome.events = comparison.results, comparison.events
         stage = "enqueue"
         if comparison.events or comparison.notes:

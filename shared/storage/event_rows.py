@@ -45,7 +45,7 @@ def _event_time(tenant_id: str, event: dict[str, Any]) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _event_row_key(at: datetime, event_id: str) -> str:
+def event_row_key(at: datetime, event_id: str) -> str:
     return f"{EVENT_PREFIX}{_EVENT_SCALE - _milliseconds(at):013d}:{event_id}"
 
 
@@ -84,7 +84,7 @@ def event_entity(tenant_id: str, event: dict[str, Any], position: int) -> dict[s
         raise ValueError(f"tenant {tenant_id}: event {event_id} has an out-of-range time {event.get('at')!r}")
     return {
         "PartitionKey": tenant_id,
-        "RowKey": _event_row_key(at, event_id),  # type: ignore[arg-type]
+        "RowKey": event_row_key(at, event_id),  # type: ignore[arg-type]
         "EventId": event_id,
         "Type": str(event.get("type") or ""),
         "Control": event.get("control"),  # None (tenant-wide events) is simply not stored

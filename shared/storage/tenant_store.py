@@ -49,6 +49,7 @@ from azure.data.tables.aio import TableServiceClient
 from shared.model import ControlResult
 from shared.storage.account import StorageAccount, account
 from shared.storage.errors import conditional_write
+from shared.storage.event_amend import amend_event_details
 from shared.storage.entities import (
     MAX_DOCUMENT_CHARS,
     DocumentCorrupt,
@@ -392,6 +393,9 @@ class TenantStore:
             changes["SnoozedUntil"] = snoozed_until
         await self._table.update_entity(changes, mode=UpdateMode.MERGE)
         return {**stored_event(rows[0]), **annotations({**rows[0], **changes})}
+
+    async def amend_event_details(self, tenant_id: str, event_id: str, at: datetime, details: dict) -> dict:
+        return await amend_event_details(self._table, tenant_id, event_id, at, details)  # storage/event_amend.py
 
     async def prune_history(self, tenant_id: str, older_than: datetime) -> int:
         """Delete the events whose time is before `older_than` (millisecond precision); returns how many.

@@ -93,6 +93,14 @@ AUDIT_LOG_READ = _graph("AuditLog.Read.All", "b0afded3-3588-46d8-8b3d-9842eff778
 DIRECTORY_READ = _graph("Directory.Read.All", "7ab1d382-f21e-4acd-a863-ba3e13f7da61",
                         "the directory audit log (documented as needing it beside AuditLog.Read.All); the tenant's "
                         "name and verified domains")
+# Who changed an Exchange or SharePoint setting (shared/cycle/attribution.py): the Graph audit log query API, one
+# permission per Microsoft 365 service's records; AuditLogsQuery.Read.All would read every service's audit log.
+# https://learn.microsoft.com/en-us/graph/api/security-auditlogquery-list-records#permissions
+AUDIT_QUERY_EXCHANGE = _graph("AuditLogsQuery-Exchange.Read.All", "6b0d2622-d34e-4470-935b-b96550e5ca8d",
+                              "who changed an Exchange setting (the unified audit log's Exchange admin records); "
+                              "optional: without it the actor stays unknown")
+AUDIT_QUERY_SHAREPOINT = _graph("AuditLogsQuery-SharePoint.Read.All", "91c64a47-a524-4fce-9bf3-3d569a344ecf",
+                                "who changed SharePoint's legacy-protocol setting (its audit records); optional")
 EXCHANGE_MANAGE_AS_APP = Permission(
     "Exchange.ManageAsApp", "application", "Office 365 Exchange Online", EXCHANGE_APP_ID,
     "dc50a0fb-09a3-484d-be87-e023b12c6440", "customer",
@@ -123,7 +131,7 @@ MAIL_SEND = Permission(
     "single-tenant app, never the multi-tenant one, and with no Entra Mail.Send consent")
 
 PERMISSIONS: tuple[Permission, ...] = (POLICY_READ, SHAREPOINT_READ, AUDIT_LOG_READ, DIRECTORY_READ,
-                                       EXCHANGE_MANAGE_AS_APP, *EXCHANGE_ROLES, GLOBAL_READER, MAIL_SEND)
+                                       AUDIT_QUERY_EXCHANGE, AUDIT_QUERY_SHAREPOINT, EXCHANGE_MANAGE_AS_APP, *EXCHANGE_ROLES, GLOBAL_READER, MAIL_SEND)
 BY_LABEL = {permission.label: permission for permission in PERMISSIONS}
 
 
@@ -173,6 +181,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _exchange("casMailboxes", "Get-CASMailbox", VIEW_ONLY_RECIPIENTS),
     _exchange("casMailboxPlans", "Get-CASMailboxPlan", VIEW_ONLY_CONFIGURATION),
     _exchange("users", "Get-User", VIEW_ONLY_RECIPIENTS),
+    # An audit log query is created with POST, but it is a search: it reads the audit log and changes nothing in the
+    # tenant (https://learn.microsoft.com/en-us/graph/api/security-auditcoreroot-post-auditlogqueries).
+    Endpoint("attribution.auditLogQueries", "POST", "/security/auditLog/queries",
+             (AUDIT_QUERY_EXCHANGE.label, AUDIT_QUERY_SHAREPOINT.label)),
+    Endpoint("attribution.auditLogRecords", "GET", "/security/auditLog/queries/{id}/records",
+             (AUDIT_QUERY_EXCHANGE.label, AUDIT_QUERY_SHAREPOINT.label)),
     Endpoint("alerts.email", "POST", "/users/{sender}/sendMail", (MAIL_SEND.label,), where="operator"),
 )
 BY_SOURCE = {endpoint.source: endpoint for endpoint in ENDPOINTS}

@@ -58,6 +58,9 @@ def test_demo_runs_a_cycle_and_shows_every_story():
     assert any(line.startswith("■ Contoso: Legacy auth not blocked") for line in alerts)
     assert "Protection weakened by admin@contoso.example" in out and "Changed by:" in out
     assert any(line.startswith("■ Litware: Basic authentication re-enabled") for line in alerts)
+    # Who turned SMTP AUTH on for the printer: Microsoft's audit log names the admin later, in the same alert.
+    assert "Litware: basic_auth.reenabled" in out and "changed by it-admin@litware.example" in out
+    assert "Set-CASMailbox" in out
     assert any(line.startswith("■ Tailspin Toys: Enforcement gap") for line in alerts)
     assert any(line.startswith("■ Woodgrove Bank: Resolved: authwatch can read this tenant again") for line in alerts)
     assert any(line.startswith("■ Contoso: Enforcement confirmed") for line in alerts)

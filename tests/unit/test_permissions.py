@@ -73,7 +73,14 @@ def test_the_audit_log_asks_for_what_its_page_documents_and_no_licence():
 
 def test_the_manifest_lists_no_endpoint_the_code_does_not_call():
     collected = {f"graph.{s.name}" for s in GRAPH_SOURCES} | {f"exchange.{s.name}" for s in EXCHANGE_SOURCES}
-    assert set(manifest.BY_SOURCE) == collected | {"alerts.email"}
+    attribution = {"attribution.auditLogQueries", "attribution.auditLogRecords"}
+    assert set(manifest.BY_SOURCE) == collected | attribution | {"alerts.email"}
+    # ... and the audit log query client calls exactly the paths listed for it.
+    from shared.collect.audit_query import AuditQueryClient
+
+    client = AuditQueryClient(None, "https://graph.microsoft.com/v1.0", None)  # type: ignore[arg-type]
+    assert client.queries_url == "https://graph.microsoft.com/v1.0" + manifest.BY_SOURCE[
+        "attribution.auditLogQueries"].path
 
 
 @pytest.mark.parametrize("control", controls(), ids=lambda control: control.id)
@@ -101,7 +108,9 @@ def test_nothing_in_a_customer_tenant_can_write():
                 permission.name
     for endpoint in manifest.ENDPOINTS:
         if endpoint.where == "customer":
-            assert endpoint.method == "GET" or (endpoint.cmdlet or "").startswith("Get-"), endpoint.request
+            searches = endpoint.path == "/security/auditLog/queries"  # a POST that creates a search, reads only
+            assert endpoint.method == "GET" or searches or (endpoint.cmdlet or "").startswith("Get-"), \
+                endpoint.request
 
 
 def test_mail_send_belongs_to_the_operator_and_never_to_the_customer_consent():
