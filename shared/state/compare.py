@@ -224,7 +224,11 @@ class _Cycle:
             details = {"before": old, "after": new, "evidence": result.evidence, "remediation": result.remediation}
             if new == Status.FAIL:
                 self.event(ev.CONTROL_FAILED, result.control, str(result.severity), result.summary, details)
-            elif new == Status.PASS and old == Status.FAIL and not accepted(result):  # accepted is not fixed: quiet
+            elif new == Status.PASS and old == Status.FAIL:
+                # Accepted by exception is not fixed, but the open alert is answered: it closes, saying by what
+                # (its summary starts "Accepted by exception …"), rather than staying open for as long as it lasts.
+                if accepted(result):
+                    details["acceptedByException"] = result.evidence.get("exception", {}).get("ids", [])
                 self.event(ev.CONTROL_RECOVERED, result.control, str(result.severity), result.summary, details)
             elif new == Status.UNKNOWN and old is not None and old != Status.UNKNOWN:
                 self.event(ev.CONTROL_UNKNOWN, result.control, str(result.severity), result.summary, details)

@@ -80,11 +80,15 @@ def test_the_reminder_follows_the_tenant_setting_and_zero_turns_it_off():
     assert off == []
 
 
-def test_an_accepted_finding_is_not_a_recovery_and_the_scope_growing_fails_once():
+def test_an_accepted_finding_closes_its_alert_as_accepted_and_the_scope_growing_fails_once():
     events = replay([snap(0, with_exception=False), snap(1), snap(2, overrides=("scanner", "printer2")),
                      snap(2.5, overrides=("scanner", "printer2"))])
     assert kinds(events, 0) == [("control.failed", OVERRIDES)]
-    assert kinds(events, 1) == []  # accepted, not fixed: no control.recovered
+    # Accepted, not fixed: the open alert closes saying so (not as a fix).
+    [closed] = [e for e in events if e.at == day(1)]
+    assert (closed.type, closed.control) == ("control.recovered", OVERRIDES)
+    assert closed.summary.startswith("Accepted by exception printer-1") and \
+        closed.details["acceptedByException"] == ["printer-1"]
     grown = [e for e in events if e.at == day(2) and e.type == "control.failed"]
     assert len(grown) == 1 and grown[0].control == OVERRIDES
     assert "1 mailbox is not covered by exception printer-1: printer2@contoso.com" in grown[0].summary
