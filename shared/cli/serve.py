@@ -228,6 +228,11 @@ class DashboardServer:
             return 200, await api.tenant_timeline(self.fleet, tenant(request), now=now,
                                                   limit=_limit(request.query, "limit", 100))
 
+        async def tenant_exceptions(request: web.Request, now: datetime) -> tuple[int, Any]:
+            from shared.views.exceptions_api import list_exceptions
+
+            return 200, await list_exceptions(self.fleet, tenant(request), now=now)
+
         async def accept_baseline(request: web.Request, now: datetime) -> tuple[int, Any]:
             return 200, await api.accept_tenant_baseline(self.fleet, tenant(request))
 
@@ -244,8 +249,9 @@ class DashboardServer:
 
         async def unknown(request: web.Request, now: datetime) -> tuple[int, Any]:
             return 404, {"error": f"no route {request.method} {request.path} in `authwatch serve` (it answers the "
-                                  "dashboard's read routes, baseline accept and alert ack/snooze; onboarding and "
-                                  "evaluate-now need the function app)"}
+                                  "dashboard's read routes, baseline accept and alert ack/snooze; onboarding, "
+                                  "evaluate-now and changing exceptions need the function app or `authwatch "
+                                  "exceptions`)"}
 
         def json_route(handler: Callable[[web.Request, datetime], Awaitable[tuple[int, Any]]]) -> Callable:
             async def respond(request: web.Request) -> web.Response:
@@ -278,6 +284,7 @@ class DashboardServer:
         application.router.add_get(base + "/results", json_route(tenant_results))
         application.router.add_get(base + "/history", json_route(tenant_history))
         application.router.add_get(base + "/timeline", json_route(tenant_timeline))
+        application.router.add_get(base + "/exceptions", json_route(tenant_exceptions))
         application.router.add_get("/api/report", json_route(report))
         application.router.add_post(base + "/baseline/accept", json_route(accept_baseline))
         application.router.add_post(base + "/alerts/{alertId}/ack", json_route(acknowledge_alert))

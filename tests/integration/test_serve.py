@@ -100,6 +100,9 @@ def test_json_routes_answer_what_the_service_functions_answer(server, demo):
     assert status == 200 and {r["control"] for r in results["results"]} == {c.id for c in controls()}
     status, history = get_json(f"{server.url}/api/tenants/{FABRIKAM}/history?limit=2")
     assert status == 200 and len(history["events"]) == 2
+    # The tenant's exceptions (changing them is `authwatch exceptions` or the function app's routes).
+    status, excepted = get_json(f"{server.url}/api/tenants/{FABRIKAM}/exceptions")
+    assert status == 200 and excepted["tenantId"] == FABRIKAM and isinstance(excepted["exceptions"], list)
 
 
 @pytest.mark.parametrize(("path", "status", "phrase"), [
