@@ -166,3 +166,22 @@ def _not_covered(result: ControlResult, records: list[ExceptionRecord], found: C
 def _ordered(by_kind: dict[str, list[str]]) -> dict[str, list[str]]:
     """Kinds in SCOPE_KINDS order, so the same input always gives the same JSON."""
     return {kind: list(by_kind[kind]) for kind in SCOPE_KINDS if by_kind.get(kind)}
+
+
+def exceptions_covering(snapshot: TenantSnapshot, control: str, objects: Iterable[str],
+                        kind: str = "mailboxes") -> list[str]:
+    """The live exceptions that accept a configuration change outright: a whole-control one, or ones whose scopes
+    (of `kind`) name every object the change turned on. [] when any object is left out, or nothing is live."""
+    live = [r for r in snapshot_exceptions(snapshot) if r.control == control and r.live(snapshot.collected_at)]
+    whole = [r.id for r in live if r.covers_whole_control()]
+    if whole:
+        return whole
+    names = {str(name).lower() for name in objects}
+    ids: list[str] = []
+    covered: set[str] = set()
+    for record in live:
+        hit = names & {item.lower() for item in record.scope.get(kind, ())}
+        if hit:
+            ids.append(record.id)
+            covered |= hit
+    return ids if names and covered >= names else []

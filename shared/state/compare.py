@@ -20,7 +20,7 @@ from shared.controls import controls
 from shared.controls.conditional_access import legacy_block
 from shared.controls.enforcement_window import EnforcementWindow, describe_duration, offline_block_start
 from shared.controls.evaluate import evaluate
-from shared.controls.exceptions import accepted, verdict_before_exceptions
+from shared.controls.exceptions import accepted, exceptions_covering, verdict_before_exceptions
 from shared.model import (
     LICENCE_ERROR_CODE,
     ControlResult,
@@ -282,6 +282,9 @@ class _Cycle:
             # The same documented lag runs the other way: clients may work again as soon as the change propagates,
             # and at the latest by then (state/windows.py).
             details["canWorkAgainBy"] = format_time(self.at + timedelta(hours=self.snapshot.enforcement_window_hours))
+        accepted_by = exceptions_covering(self.snapshot, change.control, [o for f in change.fields for o in f.objects])
+        if accepted_by and effect in (REENABLED, WEAKENED):
+            details["coveredByException"] = accepted_by  # still said (it is a change), but as one accepted
         who = f" by {details['changedBy']}" if details.get("changedBy") else ""
         kind, severity, verb = {
             REENABLED: (ev.BASIC_AUTH_REENABLED, "high", "Basic authentication re-enabled"),
@@ -293,7 +296,9 @@ class _Cycle:
         when = (f" Clients may authenticate with a password again as soon as it propagates, within "
                 f"{self.snapshot.enforcement_window_hours:g} h (by {details['canWorkAgainBy']}).") \
             if effect == REENABLED else ""
-        self.event(kind, change.control, severity, f"{verb}{who}: {name}: {listed}.{when}", details,
+        accepted = f" Accepted by exception {', '.join(details['coveredByException'])}." \
+            if details.get("coveredByException") else ""
+        self.event(kind, change.control, severity, f"{verb}{who}: {name}: {listed}.{when}{accepted}", details,
                    subject=change.key)
 
 

@@ -132,3 +132,21 @@ def test_an_exception_removed_brings_the_finding_back_with_one_alert(simulator_f
     ])
     assert types(alerts) == ["control.failed", "control.recovered", "control.failed"]
     assert alerts[1]["summary"].startswith("Accepted by exception copier")
+
+
+def test_a_change_an_exception_already_accepts_is_told_as_accepted(simulator_for, storage_connection_string):
+    async def accept_both(sim: Any, registry: TenantRegistry, tenant_id: str, now: datetime) -> None:
+        await service.add_exception(registry, tenant_id, {
+            "id": "copiers", "control": OVERRIDES, "scope": {"mailboxes": ["copier@contoso.com",
+                                                                          "copier2@contoso.com"]},
+            "owner": "Mail team", "reason": "both copiers until the firmware update", "createdBy": "alice@contoso.com",
+            "expiresAt": format_time(now + timedelta(days=30))}, now=now)
+
+    async def grow(sim: Any, registry: TenantRegistry, tenant_id: str, now: datetime) -> None:
+        sim.update_tenant(tenant_id, second_copier)
+
+    alerts = run_story(simulator_for, storage_connection_string, [(0, accept_both), (1, grow), (2, None)])
+    [reenabled] = [a for a in alerts if a["type"] == "basic_auth.reenabled"]
+    assert reenabled["details"]["coveredByException"] == ["copiers"]
+    assert reenabled["summary"].endswith("Accepted by exception copiers.")
+    assert not [a for a in alerts if a["type"] == "control.failed"]  # the finding stays accepted
