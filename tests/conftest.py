@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -69,3 +70,27 @@ def simulator_for() -> Iterator:
     yield start
     for sim in started:
         sim.stop()
+
+
+# ---------------------------------------------------------------------------
+# A fleet (registry, monitor, queues) over the test storage and the simulator
+# ---------------------------------------------------------------------------
+
+
+def fleet_for(connection: str, sim: Simulator, env: dict[str, str], evaluations: str | None = None) -> Any:
+    """The worker path's fleet over `connection` and `sim`, with queues of its own (the alerts queue always, the
+    evaluations queue unless `evaluations` names one), so a test sees only what it queued."""
+    import uuid
+
+    from shared.cycle.fleet import Fleet
+    from shared.cycle.service import Monitor
+    from shared.storage.queues import JsonQueue
+    from shared.storage.tenant_store import TenantStore
+    from shared.tenants.registry import TenantRegistry
+
+    return Fleet(TenantRegistry.from_connection_string(connection),
+                 Monitor(TenantStore.from_connection_string(connection),
+                         JsonQueue.from_connection_string(connection, f"alerts{uuid.uuid4().hex[:8]}"),
+                         endpoints_for(sim)),
+                 JsonQueue.from_connection_string(connection, evaluations or f"evaluations{uuid.uuid4().hex[:8]}"),
+                 env=env)

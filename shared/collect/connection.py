@@ -167,28 +167,38 @@ def http_clients(endpoints: MicrosoftEndpoints,
     inspection options) and cost ~8 % of a steady cycle's CPU for the six cmdlets a tenant runs.
     """
     from kiota_http.kiota_client_factory import KiotaClientFactory
-    from kiota_http.middleware import RedirectHandler, RetryHandler
+    from kiota_http.middleware import RedirectHandler
+
+    transport = _transport(endpoints, limits)
+    exchange = KiotaClientFactory.create_with_custom_middleware(
+        [RedirectHandler(), DeadlineRetryHandler(), BudgetMiddleware()],
+        client=httpx.AsyncClient(transport=_Shared(transport), timeout=endpoints.timeout_s))
+    return _graph_client(endpoints, transport), exchange
+
+
+def _transport(endpoints: MicrosoftEndpoints, limits: httpx.Limits | None) -> httpx.AsyncHTTPTransport:
+    return asyncio_transport(endpoints.ssl_context(),
+                             limits or httpx.Limits(max_connections=100, max_keepalive_connections=20))
+
+
+def _graph_client(endpoints: MicrosoftEndpoints, transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
+    from kiota_http.kiota_client_factory import KiotaClientFactory
+    from kiota_http.middleware import RetryHandler
     from msgraph_core import GraphClientFactory
     from msgraph_core.middleware import GraphTelemetryHandler
 
-    transport = asyncio_transport(endpoints.ssl_context(),
-                                  limits or httpx.Limits(max_connections=100, max_keepalive_connections=20))
     # What GraphClientFactory.create_with_default_middleware builds, with the retry handler swapped.
     middleware = [DeadlineRetryHandler() if isinstance(handler, RetryHandler) else handler
                   for handler in KiotaClientFactory.get_default_middleware(None)]
     middleware.append(GraphTelemetryHandler())
     middleware.append(BudgetMiddleware())  # last: the throttling budget is taken as each attempt leaves
-    graph = GraphClientFactory.create_with_custom_middleware(
+    return GraphClientFactory.create_with_custom_middleware(
         middleware, client=httpx.AsyncClient(transport=transport, timeout=endpoints.timeout_s))
-    exchange = KiotaClientFactory.create_with_custom_middleware(
-        [RedirectHandler(), DeadlineRetryHandler(), BudgetMiddleware()],
-        client=httpx.AsyncClient(transport=_Shared(transport), timeout=endpoints.timeout_s))
-    return graph, exchange
 
 
 def http_client(endpoints: MicrosoftEndpoints, limits: httpx.Limits | None = None) -> httpx.AsyncClient:
     """One pooled HTTP client with Graph's middleware (for Graph and Exchange alike: a caller's own client)."""
-    return http_clients(endpoints, limits)[0]
+    return _graph_client(endpoints, _transport(endpoints, limits))
 
 
 class _Shared(httpx.AsyncBaseTransport):

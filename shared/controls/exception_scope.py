@@ -126,6 +126,11 @@ def _mailbox_overrides(evidence: dict[str, Any], scope: Scope) -> Coverage:
     if _count(evidence, "unreadable"):
         # Unreadable records may be overrides too: without the named ones the verdict would be unknown, not pass.
         return _unclear(f"{evidence['unreadable']} mailbox record(s) could not be read and may override too")
+    return _mailbox_rows(rows, scope)
+
+
+def _mailbox_rows(rows: list[dict[str, Any]], scope: Scope) -> Coverage:
+    """Evidence rows naming mailboxes, matched on every name a row gives (the overrides', the exposure's)."""
     return partition(_objects("mailboxes", ((_mailbox_label(row), [row.get(f) for f in _MAILBOX_FIELDS])
                                             for row in rows)), scope)
 
@@ -180,8 +185,7 @@ def _exposure(evidence: dict[str, Any], scope: Scope) -> Coverage:
         # Without the named mailboxes the verdict would be unknown for these, never pass.
         return _unclear(f"{evidence.get('possiblyExposedCount')} more mailbox(es) are possibly exposed, which "
                         "authwatch cannot show closed")
-    return partition(_objects("mailboxes", ((_mailbox_label(row), [row.get(f) for f in _MAILBOX_FIELDS])
-                                            for row in rows)), scope)
+    return _mailbox_rows(rows, scope)
 
 
 def _legacy_signins(evidence: dict[str, Any], scope: Scope) -> Coverage:

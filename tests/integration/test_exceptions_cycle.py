@@ -10,15 +10,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from shared.collect.credentials import CredentialSpec
-from shared.cycle.fleet import Fleet, evaluate_registered
-from shared.cycle.service import Monitor
+from shared.cycle.fleet import evaluate_registered
 from shared.model import format_time
-from shared.storage.queues import JsonQueue
-from shared.storage.tenant_store import TenantStore
 from shared.tenants import exceptions_service as service
 from shared.tenants.config import TenantConfig
 from shared.tenants.registry import TenantRegistry
-from tests.conftest import endpoints_for
+from tests.conftest import fleet_for
 
 APP = {"clientId": "7d1e9b2c-3a4f-4e5d-8c6b-0a1b2c3d4e60", "clientSecret": "exceptions-cycle-secret"}
 SECRET_SETTING = "AUTHWATCH_EXCEPTIONS_CYCLE_SECRET"
@@ -48,14 +45,9 @@ def run_story(simulator_for: Any, connection: str, steps: list[tuple[float, Any]
     cycle of the real worker path. Returns the alerts queued for the control, in order."""
     tenant_id = str(uuid.uuid4())
     sim = simulator_for({"app": dict(APP), "tenants": [tenant(tenant_id)]})
-    alerts_queue = f"alerts{uuid.uuid4().hex[:8]}"
 
     async def go() -> list[dict[str, Any]]:
-        fleet = Fleet(TenantRegistry.from_connection_string(connection),
-                      Monitor(TenantStore.from_connection_string(connection),
-                              JsonQueue.from_connection_string(connection, alerts_queue), endpoints_for(sim)),
-                      JsonQueue.from_connection_string(connection, f"evaluations{uuid.uuid4().hex[:8]}"),
-                      env={SECRET_SETTING: APP["clientSecret"]})
+        fleet = fleet_for(connection, sim, {SECRET_SETTING: APP["clientSecret"]})
         alerts: list[dict[str, Any]] = []
         try:
             await fleet.create()

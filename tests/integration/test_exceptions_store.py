@@ -20,16 +20,14 @@ from azure.data.tables import TableServiceClient, UpdateMode
 from shared.cli import main
 from shared.collect.credentials import CredentialSpec
 from shared.cycle.fleet import MESSAGE_CONFIG_CHARS, Fleet, evaluate_registered, evaluation_message, fan_out
-from shared.cycle.service import Monitor
 from shared.exceptions import DEFAULT_MAX_DAYS, DEFAULT_REMINDER_DAYS, ExceptionError
 from shared.model import format_time
-from shared.storage.queues import JsonQueue
 from shared.storage.tenant_store import REGISTRY_ROW, TenantStore
 from shared.storage.tenant_store import TABLE as STATE_TABLE
 from shared.tenants import exceptions_service as service
 from shared.tenants.config import RegistryError, TenantConfig
 from shared.tenants.registry import PARTITION, TABLE, TenantRegistry
-from tests.conftest import endpoints_for
+from tests.conftest import fleet_for
 
 APP = {"clientId": "7d1e9b2c-3a4f-4e5d-8c6b-0a1b2c3d4e5f", "clientSecret": "exceptions-secret"}
 SECRET_SETTING = "AUTHWATCH_EXCEPTIONS_SECRET"
@@ -261,12 +259,7 @@ def world(simulator_for, storage_connection_string):
     connection = storage_connection_string
 
     def fleet() -> Fleet:
-        return Fleet(TenantRegistry.from_connection_string(connection),
-                     Monitor(TenantStore.from_connection_string(connection),
-                             JsonQueue.from_connection_string(connection, f"alerts{uuid.uuid4().hex[:8]}"),
-                             endpoints_for(sim)),
-                     JsonQueue.from_connection_string(connection, f"evaluations{uuid.uuid4().hex[:8]}"),
-                     env={SECRET_SETTING: APP["clientSecret"]})
+        return fleet_for(connection, sim, {SECRET_SETTING: APP["clientSecret"]})
 
     return {"tenants": tenants, "fleet": fleet}
 

@@ -19,12 +19,9 @@ from azure.core.pipeline.transport import AioHttpTransport
 
 from shared.collect.credentials import CredentialSpec
 from shared.cycle.fleet import MESSAGE_CONFIG_CHARS, Fleet, evaluate_registered, evaluation_message, fan_out
-from shared.cycle.service import Monitor
-from shared.storage.queues import JsonQueue
-from shared.storage.tenant_store import TenantStore, mark_registry_change
+from shared.storage.tenant_store import mark_registry_change
 from shared.tenants.config import TenantConfig
-from shared.tenants.registry import TenantRegistry
-from tests.conftest import endpoints_for
+from tests.conftest import fleet_for
 
 APP = {"clientId": "7d1e9b2c-3a4f-4e5d-8c6b-0a1b2c3d4e5f", "clientSecret": "worker-secret"}
 GOOD, MISSING = "AUTHWATCH_WORKER_SECRET", "AUTHWATCH_WORKER_SECRET_NOT_SET"
@@ -62,11 +59,7 @@ def world(simulator_for, storage_connection_string, monkeypatch):
     connection = storage_connection_string
 
     def fleet() -> Fleet:
-        return Fleet(TenantRegistry.from_connection_string(connection),
-                     Monitor(TenantStore.from_connection_string(connection),
-                             JsonQueue.from_connection_string(connection, f"alerts{uuid.uuid4().hex[:8]}"),
-                             endpoints_for(sim)),
-                     JsonQueue.from_connection_string(connection, queue), env={GOOD: APP["clientSecret"]})
+        return fleet_for(connection, sim, {GOOD: APP["clientSecret"]}, evaluations=queue)
 
     return {"tenants": tenants, "sim": sim, "fleet": fleet, "tables": TableRequests(connection, monkeypatch)}
 
