@@ -410,7 +410,7 @@ async def dispatch(ctx: GraphContext, call: GraphCall) -> tuple[str, SimResponse
     throttled, retry_after = ctx.state.throttle(r.limit_class, call.tenant_id, call.app_id)
     if throttled:
         return key, throttled_response(retry_after, call.client_request_id)
-    fault = ctx.state.take_fault(call.tenant_id, key)
+    fault = ctx.state.take_fault(call.tenant_id, key, call.method)
     if fault is not None:
         if fault.delay:
             await asyncio.sleep(fault.delay)

@@ -27,6 +27,7 @@ from .defaults import (
     default_graph,
 )
 from .limits import DEFAULT_LATENCY_WITH_LIMITS_MS, normalize_limits
+from .partner import normalize_partner
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -43,15 +44,20 @@ GRAPH_KEYS = (
     "graph.sendMail",
     "graph.auditLogQueries",
     "graph.auditLogRecords",
+    # GDAP-delegated onboarding calls in a customer tenant (simulator/customer_graph.py)
+    "graph.servicePrincipals",
+    "graph.appRoleAssignments",
+    "graph.roleAssignments",
 )
 ENDPOINT_KEYS = ("token", *GRAPH_KEYS)
 
 TENANT_KEYS = {
     "tenantId", "displayName", "app", "consent", "exchangeRole", "licensed", "permissions", "mailSenders",
-    "graph", "exchange", "faults", "auditRecords", "auditQuery",
+    "graph", "exchange", "faults", "auditRecords", "auditQuery", "delegatedGrants", "directoryRoles",
 }
-TOP_KEYS = {"app", "tenants", "pageSize", "tokenLifetime", "limits", "latencyMs"}
-FAULT_KEYS = {"status", "times", "body", "rawBody", "retryAfter", "delay", "skip"}
+TOP_KEYS = {"app", "tenants", "pageSize", "tokenLifetime", "limits", "latencyMs", "partner"}
+FAULT_KEYS = {"status", "times", "body", "rawBody", "retryAfter", "delay", "skip", "method"}
+FAULT_METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
 
 # consent: true = the app's service principal is there with its app roles granted; false = no service principal
 # (never consented, or the enterprise app was deleted); "revoked" = the service principal stays but its app role
@@ -212,6 +218,8 @@ def _check_fault(c: _Checker, where: str, fault: Any) -> None:
             c.fail(f"{where}.rawBody", "give either 'body' (JSON) or 'rawBody' (text), not both")
         if "status" not in fault:
             c.fail(f"{where}.status", "required with 'rawBody'")
+    if "method" in fault and fault["method"] not in FAULT_METHODS:
+        c.fail(f"{where}.method", f"one of {', '.join(FAULT_METHODS)} (the fault then hits only that method)")
     for field in ("retryAfter", "delay"):
         if field in fault:
             c.typ(f"{where}.{field}", fault[field], (int, float), "a number of seconds")
@@ -268,6 +276,7 @@ def normalize_tenant(tenant: Any, where: str = "tenant") -> dict[str, Any]:
         _check_date(c, f"{where}.graph.directoryAudits[{i}].activityDateTime", rec.get("activityDateTime"))
 
     _check_audit(c, where, t)
+    _check_onboarding(c, where, t)
     faults = t.setdefault("faults", {})
     c.typ(f"{where}.faults", faults, dict, "an object keyed by endpoint key")
     for key, fault in faults.items():
@@ -276,6 +285,23 @@ def normalize_tenant(tenant: Any, where: str = "tenant") -> dict[str, Any]:
                    f"unknown endpoint key (use one of {', '.join(ENDPOINT_KEYS)} or exchange.<CmdletName>)")
         _check_fault(c, f"{where}.faults.{key}", fault)
     return t
+
+
+def _check_onboarding(c: _Checker, where: str, t: dict[str, Any]) -> None:
+    """What GDAP-delegated onboarding leaves in a customer tenant (simulator/partner_center.py, customer_graph.py):
+    `delegatedGrants` {resource appId: [delegated scope, ...]} (tenant-wide grants of the app's service principal) and
+    `directoryRoles` [role template id, ...] (directory roles assigned to it)."""
+    grants = t.setdefault("delegatedGrants", {})
+    c.typ(f"{where}.delegatedGrants", grants, dict, "an object {resource appId: [scope, ...]}")
+    for resource, scopes in grants.items():
+        c.typ(f"{where}.delegatedGrants.{resource}", scopes, list, "a list of delegated scope names")
+        for i, scope in enumerate(scopes):
+            c.typ(f"{where}.delegatedGrants.{resource}[{i}]", scope, str, "a scope name")
+    roles = t.setdefault("directoryRoles", [])
+    c.typ(f"{where}.directoryRoles", roles, list, "a list of role template ids")
+    for i, role in enumerate(roles):
+        if not isinstance(role, str) or not GUID_RE.match(role):
+            c.fail(f"{where}.directoryRoles[{i}]", f"required role template GUID, got {_short(role)}")
 
 
 AUDIT_QUERY_DEFAULTS = {"now": None, "polls": 1, "outcome": "succeeded", "recordLimit": None}
@@ -390,6 +416,7 @@ def load_scenario(source: str | Path | dict[str, Any]) -> dict[str, Any]:
         if sc["app"] is None and not t.get("app"):
             c.fail(f"tenants[{i}].app", "required when the scenario has no top-level 'app'")
         sc["tenants"].append(t)
+    sc["partner"] = normalize_partner(c, raw.get("partner"), sc["tenants"], sc["app"], _check_fault, _check_date)
     return sc
 
 

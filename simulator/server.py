@@ -23,6 +23,7 @@ from typing import Any, Callable
 import trustme
 from aiohttp import web
 
+from . import delegated, partner_center, partner_graph
 from .exchange import ExoRequest, invoke_command
 from .graph import GraphCall, GraphContext, dispatch, graph_error, route
 from .state import Fault, SimResponse, SimState
@@ -55,10 +56,12 @@ class _App:
     def build(self) -> web.Application:
         app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[self.latency])
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self.token)
+        app.router.add_post("/{tenant}/oauth2/v2.0/devicecode", self.devicecode)
         app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self.openid)
         app.router.add_post("/adminapi/beta/{tenant}/InvokeCommand", self.exchange)
         app.router.add_route("*", "/v1.0", self.graph_request)
         app.router.add_route("*", "/v1.0/{tail:.*}", self.graph_request)
+        app.router.add_route("*", "/v1/customers/{tail:.*}", self.partner_center)  # Partner Center's paths
         app.router.add_route("*", "/{tail:.*}", self.fallback)
         return app
 
@@ -80,15 +83,30 @@ class _App:
     async def token(self, request: web.Request) -> web.Response:
         form = {k: str(v) for k, v in (await request.post()).items()}
         tenant_ref = request.match_info["tenant"]
-        tid, resp = token_endpoint(self.state, self.issuer, tenant_ref, form, self.base_url,
-                                   request.headers.get("client-request-id"))
-        fault = self.state.take_fault(tid, "token")
+        # The operator's delegated grants (device code, refresh token: simulator/delegated.py) or client credentials.
+        serve = delegated.token if delegated.handles(form) else token_endpoint
+        tid, resp = serve(self.state, self.issuer, tenant_ref, form, self.base_url,
+                          request.headers.get("client-request-id"))
+        fault = self.state.take_fault(tid, "token") or self.state.take_partner_fault(tid, "token")
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
             if fault.status is not None:
                 resp = _token_fault(fault, resp)
         self._record("token", tid, request, resp.status)
+        return _to_web(resp)
+
+    async def devicecode(self, request: web.Request) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        tid, resp = delegated.device_code(self.state, self.issuer, request.match_info["tenant"], form, self.base_url,
+                                          request.headers.get("client-request-id"))
+        self._record("devicecode", tid, request, resp.status)
+        return _to_web(resp)
+
+    async def partner_center(self, request: web.Request) -> web.Response:
+        key, tid, resp = await partner_center.handle(self.state, self.issuer, request.method, request.path,
+                                                     request.headers.get("Authorization"), await request.read())
+        self._record(key, tid, request, resp.status)
         return _to_web(resp)
 
     async def openid(self, request: web.Request) -> web.Response:
@@ -101,6 +119,8 @@ class _App:
         path = "/" + request.match_info.get("tail", "")
         crid = request.headers.get("client-request-id")
         key = route(request.method, path)[0]
+        onboarding = partner_graph.route_key(request.method, path)  # the MSP's GDAP endpoints (partner_graph.py)
+        key = onboarding or key
         echo = {"request-id": _uuid(), "client-request-id": crid or _uuid()}
         try:
             claims = self.issuer.verify(request.headers.get("Authorization"), GRAPH_AUD)
@@ -110,9 +130,10 @@ class _App:
             self._record(key, None, request, 401)
             return _to_web(resp, echo)
         tid = str(claims.get("tid"))
+        user = claims.get("idtyp") == "user"  # the MSP operator's delegated token: partner_graph checks it
         with self.state.lock:
             tenant = self.state.tenant(tid)
-            revoked = tenant is None or tenant["consent"] is False
+            revoked = not user and (tenant is None or tenant["consent"] is False)
         if revoked:
             # Consent revocation takes effect immediately here (real Entra lets issued tokens live on),
             # so tests can flip `consent` and see the very next call fail.
@@ -133,7 +154,10 @@ class _App:
                     return _to_web(resp, echo)
         call = GraphCall(tid, request.method, path, dict(request.query), body, client_request_id=crid,
                          app_id=claims.get("appid"))
-        key, resp = await dispatch(self.graph, call)
+        if user or onboarding:
+            key, resp = await partner_graph.dispatch(self.graph, call, claims)
+        else:
+            key, resp = await dispatch(self.graph, call)
         self._record(key, tid, request, resp.status, resp.throttled)
         return _to_web(resp, echo)
 

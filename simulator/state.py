@@ -132,33 +132,47 @@ class SimState:
         return tenant.get("app") or self.scenario["app"]
 
     # -- faults ---------------------------------------------------------------------------------
-    def take_fault(self, tenant_id: str | None, key: str) -> Fault | None:
-        """Consume one occurrence of the tenant's fault for ``key`` (``times`` counts down in place)."""
+    def take_fault(self, tenant_id: str | None, key: str, method: str | None = None) -> Fault | None:
+        """Consume one occurrence of the tenant's fault for ``key`` (``times`` counts down in place). A fault with a
+        ``method`` hits only requests of that method (``method`` None: the caller does not say, so it matches)."""
         if tenant_id is None:
             return None
         with self.lock:
             tenant = self._tenants.get(tenant_id)
             faults = tenant.get("faults") or {} if tenant else {}
-            spec = faults.get(key)
-            if spec is None:
-                return None
-            skip = spec.get("skip")
-            if skip:
-                # Served normally (e.g. the first page of a paged answer); the fault starts after `skip` requests.
-                if skip <= 1:
-                    del spec["skip"]
-                else:
-                    spec["skip"] = skip - 1
-                return None
-            times = spec.get("times")
-            if times is not None:
-                if times <= 1:
-                    del faults[key]  # cleared: the next request is served normally
-                else:
-                    spec["times"] = times - 1
-            return Fault(status=spec.get("status"), body=copy.deepcopy(spec.get("body")), has_body="body" in spec,
-                         retry_after=spec.get("retryAfter"), delay=float(spec.get("delay", 0)),
-                         raw_body=spec.get("rawBody"))
+            return self._take(faults, key, method)
+
+    def take_partner_fault(self, tenant_id: str | None, key: str, method: str | None = None) -> Fault | None:
+        """Like take_fault, from ``partner.faults[tenant_id]`` (Partner Center and the partner tenant's endpoints)."""
+        with self.lock:
+            partner = self.scenario.get("partner") or {}
+            faults = partner.get("faults", {}).get(tenant_id or "", {})
+            return self._take(faults, key, method)
+
+    @staticmethod
+    def _take(faults: dict[str, Any], key: str, method: str | None) -> Fault | None:
+        spec = faults.get(key)
+        if spec is None:
+            return None
+        if method is not None and spec.get("method", method) != method:
+            return None
+        skip = spec.get("skip")
+        if skip:
+            # Served normally (e.g. the first page of a paged answer); the fault starts after `skip` requests.
+            if skip <= 1:
+                del spec["skip"]
+            else:
+                spec["skip"] = skip - 1
+            return None
+        times = spec.get("times")
+        if times is not None:
+            if times <= 1:
+                del faults[key]  # cleared: the next request is served normally
+            else:
+                spec["times"] = times - 1
+        return Fault(status=spec.get("status"), body=copy.deepcopy(spec.get("body")), has_body="body" in spec,
+                     retry_after=spec.get("retryAfter"), delay=float(spec.get("delay", 0)),
+                     raw_body=spec.get("rawBody"))
 
     # -- limits ---------------------------------------------------------------------------------
     def throttle(self, cls: str | None, tenant_id: str | None, app_id: str | None) -> tuple[bool, int | None]:

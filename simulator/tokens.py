@@ -67,6 +67,11 @@ class TokenIssuer:
             "roles": roles, "tid": tenant_id,
             "uti": _b64(secrets.token_bytes(12)), "ver": "1.0",
         }
+        return self.sign(claims)
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        """A JWT over ``claims`` that only this simulator instance can verify (also refresh tokens and device codes,
+        which the simulator keeps self-contained instead of storing them)."""
         header = {"typ": "JWT", "alg": "HS256"}
         signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
         sig = hmac.new(self._key, signing_input.encode("ascii"), hashlib.sha256).digest()
@@ -91,6 +96,10 @@ class TokenIssuer:
         if claims.get("aud") != aud:
             raise TokenError("Access token validation failure. Invalid audience.")
         return claims
+
+    def verify_signed(self, token: str) -> dict[str, Any]:
+        """The claims of a token this instance signed (any kind), or TokenError; expiry is the caller's to check."""
+        return self._check_signature(token)
 
     def _check_signature(self, token: str) -> dict[str, Any]:
         parts = token.split(".")
@@ -331,6 +340,8 @@ def openid_configuration(base_url: str, tenant_ref: str) -> dict[str, Any]:
     return {
         "token_endpoint": f"{root}/oauth2/v2.0/token",
         "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
+        # MSAL's device flow reads it (msal/authority.py); Entra publishes it in every tenant's document.
+        "device_authorization_endpoint": f"{root}/oauth2/v2.0/devicecode",
         "issuer": f"{root}/v2.0",
         "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
         "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
