@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from shared.settings import SettingsError
-from shared.views import api, exceptions_api, guard, readiness
+from shared.views import api, exceptions_api, guard, readiness, tenants_admin
 from shared.views.report_route import Download, report_download
 
 bp = func.Blueprint()
@@ -115,7 +115,7 @@ def _tenant(req: func.HttpRequest) -> str:
 
 @route("tenants", ["GET"])
 async def list_tenants(req, fleet, now):
-    return 200, {"tenants": await api.list_tenants(fleet)}
+    return 200, {"tenants": await tenants_admin.list_tenants(fleet, now=now)}
 
 
 @route("tenants", ["POST"])
@@ -136,6 +136,23 @@ async def update_tenant(req, fleet, now):
 @route("tenants/{tenantId}/disable", ["POST"])
 async def disable_tenant(req, fleet, now):
     return 200, await api.disable_tenant(fleet, _tenant(req))
+
+
+@route("tenants/{tenantId}/enable", ["POST"])
+async def enable_tenant(req, fleet, now):
+    return 200, await tenants_admin.set_enabled(fleet, _tenant(req), True)
+
+
+@route("tenants/{tenantId}", ["DELETE"])
+async def remove_tenant(req, fleet, now):
+    tenant_id = _tenant(req)  # the id first: a bad one is named as such whatever the body says
+    return 200, await tenants_admin.remove_tenant(fleet, tenant_id, body_of(req))
+
+
+# Bounded by the API's 64 KiB body (a few hundred tenants); a bigger import goes through `authwatch tenants import`.
+@route("tenants/import", ["POST"])
+async def import_tenants(req, fleet, now):
+    return 200, await tenants_admin.import_tenants(fleet, body_of(req))
 
 
 @route("tenants/{tenantId}/results", ["GET"])
@@ -214,3 +231,12 @@ async def extend_exception(req, fleet, now):
 async def remove_exception(req, fleet, now):
     return 200, await exceptions_api.remove_exception(fleet, _tenant(req), req.route_params.get("exceptionId"),
                                                       body_of(req), now=now, headers=req.headers)
+
+
+# Onboarding at a glance (issue 20): every GDAP customer's onboarding state and its one fix, those needing a fix
+# first, for the dashboard's Onboarding page (shared/views/onboarding_view.py).
+@route("onboarding", ["GET"])
+async def onboarding_overview(req, fleet, now):
+    from shared.views.onboarding_view import onboarding_overview as overview
+
+    return 200, await overview(fleet)

@@ -73,10 +73,12 @@ def endpoints_from_env(env: Mapping[str, str] | None = None) -> MicrosoftEndpoin
         authority=env.get("AUTHWATCH_AUTHORITY_HOST", defaults.authority),
         graph=env.get("AUTHWATCH_GRAPH_URL", defaults.graph),
         exchange=env.get("AUTHWATCH_EXCHANGE_URL", defaults.exchange),
+        partner_center=env.get("AUTHWATCH_PARTNER_CENTER_URL", defaults.partner_center),
         ca_bundle=env.get("AUTHWATCH_CA_BUNDLE") or None,
     )
     for name, url in (("AUTHWATCH_AUTHORITY_HOST", endpoints.authority), ("AUTHWATCH_GRAPH_URL", endpoints.graph),
-                      ("AUTHWATCH_EXCHANGE_URL", endpoints.exchange)):
+                      ("AUTHWATCH_EXCHANGE_URL", endpoints.exchange),
+                      ("AUTHWATCH_PARTNER_CENTER_URL", endpoints.partner_center)):
         if not url.startswith("https://"):
             raise SettingsError(f"{name} must be an https:// URL (azure-identity refuses anything else): {url!r}")
     return endpoints

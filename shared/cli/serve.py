@@ -194,7 +194,7 @@ class DashboardServer:
     def _routes(self, application: Any) -> None:
         from aiohttp import web
 
-        from shared.views import api
+        from shared.views import api, tenants_admin
         from shared.views.report_route import Download, report_download
 
         async def page(request: web.Request) -> web.Response:
@@ -211,7 +211,7 @@ class DashboardServer:
             return api.tenant_id_from(request.match_info.get("tenantId"))
 
         async def list_tenants(request: web.Request, now: datetime) -> tuple[int, Any]:
-            return 200, {"tenants": await api.list_tenants(self.fleet)}
+            return 200, {"tenants": await tenants_admin.list_tenants(self.fleet, now=datetime.now(timezone.utc))}
 
         async def get_tenant(request: web.Request, now: datetime) -> tuple[int, Any]:
             return 200, await api.tenant_detail(self.fleet, tenant(request), now=now,
@@ -247,9 +247,14 @@ class DashboardServer:
         async def report(request: web.Request, now: datetime) -> tuple[int, Any]:
             return 200, await report_download(self.fleet, request.query, now=now)
 
+        async def onboarding(request: web.Request, now: datetime) -> tuple[int, Any]:
+            from shared.views.onboarding_view import onboarding_overview
+
+            return 200, await onboarding_overview(self.fleet)
+
         async def unknown(request: web.Request, now: datetime) -> tuple[int, Any]:
             return 404, {"error": f"no route {request.method} {request.path} in `authwatch serve` (it answers the "
-                                  "dashboard's read routes, baseline accept and alert ack/snooze; onboarding, "
+                                  "dashboard's read routes, baseline accept and alert ack/snooze; adding tenants, "
                                   "evaluate-now and changing exceptions need the function app or `authwatch "
                                   "exceptions`)"}
 
@@ -286,6 +291,7 @@ class DashboardServer:
         application.router.add_get(base + "/timeline", json_route(tenant_timeline))
         application.router.add_get(base + "/exceptions", json_route(tenant_exceptions))
         application.router.add_get("/api/report", json_route(report))
+        application.router.add_get("/api/onboarding", json_route(onboarding))
         application.router.add_post(base + "/baseline/accept", json_route(accept_baseline))
         application.router.add_post(base + "/alerts/{alertId}/ack", json_route(acknowledge_alert))
         application.router.add_post(base + "/alerts/{alertId}/snooze", json_route(snooze_alert))

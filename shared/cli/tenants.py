@@ -18,23 +18,36 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from shared.cli import tenants_import, tenants_manage, tenants_partner
+from shared.cli.tenant_config import tenant_config
 from shared.cli.errors import UsageError
 from shared.cli.output import add_output
-from shared.collect.credentials import MODES, CredentialError, CredentialSpec
+from shared.collect.credentials import MODES
 from shared.settings import Settings, SettingsError, endpoints_from_env
 from shared.tenants import onboarding
-from shared.tenants.config import RegistryError, TenantConfig, TenantExists
+from shared.tenants.config import TenantConfig, TenantExists
 from shared.tenants.registry import TenantRegistry
 
 
+# Each registers its actions under `authwatch tenants` (add_parser(actions)); a new group of actions goes here.
+ACTIONS: tuple[Callable[[Any], None], ...] = (tenants_manage.add_parsers, tenants_import.add_parser,
+                                               tenants_partner.add_actions)
+
+
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("tenants", help="add a tenant to the registry (checks its access first)",
-                                 description="Manage the tenants authwatch watches.")
+    parser = commands.add_parser("tenants", help="add, list, show, enable, disable, remove or import the watched "
+                                                 "tenants", description="Manage the tenants authwatch watches.")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _add_add(actions)
+    for register in ACTIONS:
+        register(actions)
+
+
+def _add_add(actions: Any) -> None:
     add = actions.add_parser(
         "add", help="print the onboarding steps, check the tenant's access end to end, register it",
         description="Print the steps the tenant's admin takes (admin consent, read-only Exchange roles for the "
@@ -65,30 +78,6 @@ def add_parser(commands: Any) -> None:
     add.set_defaults(run=run_add)
 
 
-def _config(args: argparse.Namespace, env: Mapping[str, str]) -> TenantConfig:
-    client_id = args.client_id or env.get("AUTHWATCH_APP_CLIENT_ID")
-    if not client_id:
-        raise UsageError("give --client-id or set AUTHWATCH_APP_CLIENT_ID to the app registration's client id "
-                         "(`azd env get-value AUTHWATCH_APP_CLIENT_ID` after `azd up`)")
-    mode = args.credential_mode
-    identity = (args.managed_identity_client_id or env.get("AZURE_CLIENT_ID")) if mode == "federated" else None
-    if mode == "federated" and not identity:
-        raise UsageError("federated mode needs the managed identity's client id: --managed-identity-client-id or "
-                         "AZURE_CLIENT_ID (`azd env get-value AZURE_MANAGED_IDENTITY_CLIENT_ID`)")
-    for flag, value, wanted in (("--secret-setting", args.secret_setting, "secret"),
-                                ("--certificate-setting", args.certificate_setting, "certificate")):
-        if value and mode != wanted:
-            raise UsageError(f"{flag} goes with --credential-mode {wanted}")
-    try:
-        spec = CredentialSpec.from_json({"mode": mode, "clientId": client_id, "managedIdentityClientId": identity,
-                                         "secretSetting": args.secret_setting,
-                                         "certificateSetting": args.certificate_setting})
-        return TenantConfig(tenant_id=args.tenant, display_name=args.name, credential=spec,
-                            schedule_minutes=args.schedule_minutes, tags=tuple(args.tag))
-    except (CredentialError, RegistryError) as error:
-        raise UsageError(str(error)) from None
-
-
 def open_registry(env: Mapping[str, str]) -> TenantRegistry:
     """The registry the function app uses (the one place the CLI decides how to reach storage)."""
     try:
@@ -108,7 +97,7 @@ async def _register(config: TenantConfig, env: Mapping[str, str]) -> TenantConfi
 
 def run_add(args: argparse.Namespace) -> int:
     env = os.environ
-    config = _config(args, env)
+    config = tenant_config(args, env)
     try:
         endpoints = endpoints_from_env(env)
     except SettingsError as error:

@@ -13,6 +13,8 @@ class MicrosoftEndpoints:
     authority: str = "https://login.microsoftonline.com"
     graph: str = "https://graph.microsoft.com/v1.0"
     exchange: str = "https://outlook.office365.com"
+    # Partner Center's REST API (MSP onboarding only): https://learn.microsoft.com/partner-center/developer/partner-center-rest-api-reference
+    partner_center: str = "https://api.partnercenter.microsoft.com"
     ca_bundle: str | None = None  # extra CA to trust (the simulator's); None = the system store
     timeout_s: float = 30.0
 

@@ -116,10 +116,13 @@ def _summary(config: TenantConfig, state: dict[str, Any] | None) -> dict[str, An
     }
 
 
+# Attention first: how every listing of the fleet is ordered (then by name).
+STATUS_ORDER = {"unreachable": 0, "failing": 1, "pending": 2, "unknown": 3, "never evaluated": 4, "healthy": 5,
+                "disabled": 6}
+
+
 async def list_tenants(fleet: Fleet) -> list[dict[str, Any]]:
     """Every tenant with its status, those needing attention first."""
-    order = {"unreachable": 0, "failing": 1, "pending": 2, "unknown": 3, "never evaluated": 4, "healthy": 5,
-             "disabled": 6}
     configs = await fleet.registry.list()
     gate = asyncio.Semaphore(16)  # one partition query per tenant: concurrent, bounded (1,000 tenants in ~1 s)
 
@@ -128,7 +131,7 @@ async def list_tenants(fleet: Fleet) -> list[dict[str, Any]]:
             return _summary(config, (await fleet.monitor.store.load(config.tenant_id)).state)
 
     rows = await asyncio.gather(*(summary(config) for config in configs))
-    return sorted(rows, key=lambda row: (order.get(row["status"], 9), row.get("displayName") or ""))
+    return sorted(rows, key=lambda row: (STATUS_ORDER.get(row["status"], 9), row.get("displayName") or ""))
 
 
 async def _config(fleet: Fleet, tenant_id: str) -> TenantConfig:

@@ -8,6 +8,8 @@ import html
 import re
 from typing import Any
 
+from shared.views.report_onboarding import html_section as onboarding_html
+
 # One word per control status, in the legend's order (the report schema's CONTROL_STATUSES).
 _WORD = {"pass": "PASS", "fail": "FAIL", "pending": "PENDING", "unknown": "UNKNOWN", "not_applicable": "N/A"}
 
@@ -278,6 +280,7 @@ legacy authentication (POP, IMAP, SMTP AUTH, ActiveSync, other clients, SharePoi
 {chr(10).join(matrix) or '<tr><td colspan="3">No tenant is registered.</td></tr>'}
 </tbody></table>
 {_readiness(report.get("readiness"))}
+{onboarding_html(report.get("onboarding"))}
 {_quiet(quiet)}
 {chr(10).join(_tenant_html(tenant) for tenant in tenants)}
 <footer>authwatch · {len(tenants)} tenant(s) · controls: {_e(", ".join(c["id"] for c in controls))}</footer>

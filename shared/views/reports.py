@@ -32,6 +32,10 @@ JSON (`to_json`) — the document itself, schema `authwatch.report/1` (REPORT_SC
 `exceptions` (issue 21) are the tenant's accepted deviations (shared/tenants/exceptions_service.py), its legacy
 approvedExclusions last; a control row a live exception turns into a pass names it in `exception` (its ids, or null).
 
+`onboarding` (issue 20; present only when an MSP customer has an onboarding record) is every GDAP customer's
+onboarding state and its one fix, as the dashboard's Onboarding page shows them: shared/views/report_onboarding.py
+describes it in each format (in the CSV, a second table after a blank line).
+
 `readiness` (added with issue 18) is SMTP AUTH Basic readiness for the end-of-December-2026 switch-off, the same
 answer as GET /api/readiness/smtp-basic, tenants that will break first; it ignores the control filters.
 
@@ -66,7 +70,10 @@ from typing import Any
 
 from shared.model import format_time
 from shared.views import api, readiness
+from shared.views.onboarding_view import onboarding_overview
 from shared.views.report_html import to_html
+from shared.views.report_onboarding import ONBOARDING_SCHEMA, csv_table
+from shared.views.report_onboarding import section as onboarding_section
 from shared.views.timeline import timeline_rows
 
 SCHEMA = "authwatch.report/1"
@@ -146,6 +153,7 @@ REPORT_SCHEMA: dict[str, Any] = {
                                    "reason": _STR, "expiresAt": _NULL_STR, "legacy": {"type": "boolean"}}}},
             }}},
         "readiness": _READINESS_SCHEMA,
+        "onboarding": ONBOARDING_SCHEMA,
     },
 }
 
@@ -172,7 +180,10 @@ async def build_report(fleet: Any, *, now: datetime, tenant_id: str | None = Non
         details = [await api.tenant_detail(fleet, summary["tenantId"], now=now, history_limit=200)
                    for summary in await api.list_tenants(fleet)]
     details = await readiness.with_signins(fleet, details)  # the state's sign-ins, for the readiness section
-    return assemble(details, now=now, single=tenant_id is not None, failing_only=failing_only, filters=filters)
+    onboarding = onboarding_section(await onboarding_overview(fleet),
+                                    tenant_id=api.tenant_id_from(tenant_id) if tenant_id is not None else None)
+    return assemble(details, now=now, single=tenant_id is not None, failing_only=failing_only, filters=filters,
+                    onboarding=onboarding)
 
 
 def order_tenants(tenants: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -183,8 +194,11 @@ def order_tenants(tenants: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def assemble(details: list[dict[str, Any]], *, now: datetime, single: bool = False, failing_only: bool = False,
-             filters: dict[str, list[str] | None] | None = None) -> dict[str, Any]:
-    """The report document from tenant_detail answers (in the API's order). Pure."""
+             filters: dict[str, list[str] | None] | None = None,
+             onboarding: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report document from tenant_detail answers (in the API's order) and the Onboarding section
+    (report_onboarding.section; None: no customer has an onboarding record, and the document has no such key).
+    Pure."""
     controls = catalogue()
     tenants = order_tenants([_tenant(detail, controls, now) for detail in details])
     summary = _summary(tenants)  # the whole scope, before filters
@@ -206,6 +220,7 @@ def assemble(details: list[dict[str, Any]], *, now: datetime, single: bool = Fal
         "summary": summary,
         "tenants": tenants,
         "readiness": readiness.from_details(details, now=now),
+        **({"onboarding": onboarding} if onboarding else {}),
     }
 
 
@@ -375,7 +390,7 @@ def to_csv(report: dict[str, Any]) -> str:
                      row["status"], row["severity"], row["summary"], row["remediation"], row["evaluatedAt"]]
             writer.writerow([*map(csv_cell, cells), csv_cell(per_control.get(row["control"], 0), numeric=True),
                              csv_cell(tenant["lastCollectedAt"]), csv_cell(" ".join(row.get("exception") or []))])
-    return out.getvalue()
+    return out.getvalue() + csv_table(report.get("onboarding"), csv_cell)
 
 
 def render(report: dict[str, Any], fmt: str) -> str:

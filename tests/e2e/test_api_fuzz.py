@@ -50,6 +50,9 @@ ROUTES: dict[str, tuple[str, str]] = {
     "get_tenant": ("GET", "tenants/{tenantId}"),
     "update_tenant": ("PATCH", "tenants/{tenantId}"),
     "disable_tenant": ("POST", "tenants/{tenantId}/disable"),
+    "enable_tenant": ("POST", "tenants/{tenantId}/enable"),
+    "remove_tenant": ("DELETE", "tenants/{tenantId}"),
+    "import_tenants": ("POST", "tenants/import"),
     "tenant_results": ("GET", "tenants/{tenantId}/results"),
     "tenant_history": ("GET", "tenants/{tenantId}/history"),
     "tenant_failed_deliveries": ("GET", "tenants/{tenantId}/deliveries/failed"),
@@ -64,10 +67,11 @@ ROUTES: dict[str, tuple[str, str]] = {
     "add_exception": ("POST", "tenants/{tenantId}/exceptions"),
     "extend_exception": ("POST", "tenants/{tenantId}/exceptions/{exceptionId}/extend"),
     "remove_exception": ("DELETE", "tenants/{tenantId}/exceptions/{exceptionId}"),
+    "onboarding_overview": ("GET", "onboarding"),
 }
 TENANT_ROUTES = sorted(name for name, (_, path) in ROUTES.items() if "{tenantId}" in path)
 BODY_ROUTES = ("onboard_tenant", "update_tenant", "acknowledge_alert", "snooze_alert", "add_exception",
-               "extend_exception", "remove_exception")  # those that read a body
+               "extend_exception", "remove_exception", "remove_tenant", "import_tenants")  # those that read a body
 PUBLIC_HTTP_FUNCTIONS: frozenset[str] = frozenset()  # no anonymous health route exists; add one here deliberately
 
 # --- fixtures ------------------------------------------------------------------------------------------------------
@@ -407,6 +411,32 @@ def test_onboarding_arbitrary_json_is_refused(app: dict[str, Any], connection: s
     written.check()
 
 
+import_items = st.one_of(json_values, st.fixed_dictionaries(
+    {"tenantId": st.one_of(st.sampled_from(INJECTIONS), st.text(max_size=40))},
+    optional={"name": json_values, "credentialMode": json_values, "scheduleMinutes": json_values,
+              "tags": json_values, "enabled": json_values, "clientId": json_values}))
+
+
+@FUZZ
+@given(document=st.one_of(json_values, st.lists(import_items, max_size=5).map(lambda items: {"tenants": items})))
+@example(document={"tenants": [{"tenantId": "x' or PartitionKey ne '", "name": "x"}]})
+@example(document={"tenants": {"tenants": 5}})
+def test_importing_arbitrary_json_rejects_every_row_or_the_body_and_writes_nothing(
+        app: dict[str, Any], connection: str, document: Any) -> None:
+    written = Written(connection)
+    for item in (document.get("tenants") if isinstance(document, dict) else None) or []:
+        if isinstance(item, dict) and isinstance(item.get("tenantId"), str):
+            written.add(item["tenantId"])
+    status, answer, text = call(app, "import_tenants", body=json.dumps(document).encode())
+    if status == 200:  # a list of rows: each one rejected, with why
+        assert {row["outcome"] for row in answer["rows"]} <= {"rejected"}, text[:500]
+        assert all(row["reason"] for row in answer["rows"])
+        assert answer["summary"]["rejected"] == len(answer["rows"])
+    else:
+        assert_clear_4xx(status, answer, text, expect=(400,))
+    written.check()
+
+
 @FUZZ
 @given(case=wrong_configs(), tenant_id=st.uuids().map(str))
 def test_onboarding_with_one_wrong_or_unknown_field_names_it_and_writes_nothing(
@@ -605,7 +635,9 @@ def test_oversized_bodies_are_refused_before_parsing(app: dict[str, Any], connec
                                "createdBy": "oncall", "expiresAt": format_time(datetime.now(timezone.utc)
                                                                                + timedelta(days=30))},
              "extend_exception": {"expiresAt": "2099-01-01", "by": "oncall"},
-             "remove_exception": {"by": "oncall"}}[name]
+             "remove_exception": {"by": "oncall"}, "remove_tenant": {"purge": False},
+             "import_tenants": {"tenants": [{"tenantId": tenant_id, "name": "Fuzzed", "credentialMode": "secret",
+                                             "clientId": CLIENT_ID, "secretSetting": "AUTHWATCH_SECRET_FUZZ"}]}}[name]
     text = json.dumps(valid)
     size = MAX_BODY_BYTES + extra
     if shape == "padded":

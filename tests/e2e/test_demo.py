@@ -76,6 +76,12 @@ def test_demo_runs_a_cycle_and_shows_every_story():
     readiness = out.split("SMTP AUTH Basic readiness before the switch-off")[1].split("Simulated hours pass")[0]
     assert "MC786329" in readiness and "scanner@fabrikam.example" in readiness
     assert "HTML report" in out
+    # The MSP story: discover 12 GDAP customers, onboard 10, two need a fix; the ended relationship reported once.
+    assert "13 customer(s) through GDAP: 12 with an active relationship, 1 watched" in out
+    assert "1 lacks role, 1 missing exchange role, 10 ready" in out
+    assert "fix: Add Privileged Role Administrator to the GDAP relationship with Wide World Importers" in out
+    assert "Offboarding: The GDAP relationship with Trey Research has ended" in out
+    assert "relationships ended and reported this time: 0" in out
 
 
 def test_demo_fleet_fails_and_passes_every_control():

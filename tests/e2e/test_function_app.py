@@ -55,6 +55,9 @@ def test_app_declares_the_triggers_schedules_queues_and_routes(app_functions):
         ("tenants", ("GET",)): "list_tenants", ("tenants", ("POST",)): "onboard_tenant",
         ("tenants/{tenantId}", ("GET",)): "get_tenant", ("tenants/{tenantId}", ("PATCH",)): "update_tenant",
         ("tenants/{tenantId}/disable", ("POST",)): "disable_tenant",
+        ("tenants/{tenantId}/enable", ("POST",)): "enable_tenant",
+        ("tenants/{tenantId}", ("DELETE",)): "remove_tenant",
+        ("tenants/import", ("POST",)): "import_tenants",
         ("tenants/{tenantId}/results", ("GET",)): "tenant_results",
         ("tenants/{tenantId}/history", ("GET",)): "tenant_history",
         ("tenants/{tenantId}/timeline", ("GET",)): "tenant_timeline",
@@ -70,6 +73,7 @@ def test_app_declares_the_triggers_schedules_queues_and_routes(app_functions):
         ("tenants/{tenantId}/exceptions", ("POST",)): "add_exception",
         ("tenants/{tenantId}/exceptions/{exceptionId}/extend", ("POST",)): "extend_exception",
         ("tenants/{tenantId}/exceptions/{exceptionId}", ("DELETE",)): "remove_exception",
+        ("onboarding", ("GET",)): "onboarding_overview",
     }
 
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,7 +24,7 @@ from shared.bootstrap import build_fleet
 from shared.cli.demo_data import running_demo
 from shared.cli.serve import DashboardServer
 from shared.controls import controls
-from shared.views import api, reports
+from shared.views import reports, tenants_admin
 from simulator.demo_fleet import demo_fleet
 
 pytestmark = pytest.mark.integration
@@ -80,7 +81,8 @@ def test_json_routes_answer_what_the_service_functions_answer(server, demo):
     async def direct() -> list[dict]:
         fleet = build_fleet(demo.env)
         try:
-            return await api.list_tenants(fleet)
+            # The function app's GET /api/tenants: the fleet rows (open alerts, credential mode, onboarding, …).
+            return await tenants_admin.list_tenants(fleet, now=datetime.now(timezone.utc))
         finally:
             await fleet.close()
 

@@ -27,6 +27,10 @@ NOT_ON_AZURE = {
     "AUTHWATCH_CLIENT_ID": "`authwatch collect` (CLI): the app to sign in as from a shell",
     "AUTHWATCH_CLIENT_SECRET": "`authwatch collect` (CLI): a secret from the shell's environment, never a setting",
     "AUTHWATCH_DEMO_SECRET": "`authwatch serve` (local demo against the simulator) only",
+    "AUTHWATCH_DEMO_MSP_SECRET": "the demo's MSP story (against the simulator) only",
+    "AUTHWATCH_PARTNER_TENANT_ID": "`authwatch tenants discover` (CLI, the operator's shell): the partner tenant",
+    "AUTHWATCH_PARTNER_CENTER_URL": "`authwatch tenants discover` (CLI) against the simulator; Partner Center's public "
+                                    "address is the default, and the function app never calls it",
 }
 # Read by the Functions host or an SDK rather than by authwatch's code, but required on Azure all the same.
 PLATFORM = ("AzureWebJobsStorage__accountName", "AzureWebJobsStorage__credential", "AzureWebJobsStorage__clientId",

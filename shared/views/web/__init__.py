@@ -17,6 +17,8 @@ The page's fleet view draws the matrix from one GET tenants (each tenant's `cont
 pages and filters it in the browser, keeps filters, sort and page in the URL (#/?tenants=failing&sort=name…), exports
 the filtered tenants as CSV built in the page, and refreshes itself every 60 s (`?refresh=N` on the page's URL). The
 tenant view's buttons (ack, snooze, accept baseline) call the API's POST routes through the same checks as any client.
+The Onboarding view (#/onboarding, linked from the header) draws every GDAP customer's onboarding state and its one
+fix from one GET onboarding (shared/views/onboarding_view.py).
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@
   var fleetState = { rows: null, sort: { key: "default", dir: 1 }, page: 1, size: 50, rendered: false,
                      filter: { text: "", tenant: "all", control: "", cell: "any", tag: "" } };
   var lastFleetHash = "#/";
+  // Which view the address shows ("fleet", "tenant", "onboarding"): an answer that arrives after the reader moved on
+  // to another view is dropped, never drawn over it.
+  var currentView = "";
   var onPage = {};  // ids of the tenants on the fleet's current page
   var PAGE_SIZES = [25, 50, 100, 200];
   var COUNT_ALL_UP_TO = 100;  // fleets up to this size: every tenant's open alerts are counted, so they sort first
@@ -311,6 +314,7 @@
   function refreshFleet() {
     var started = performance.now();
     return loadFleet().then(function (rows) {
+      if (currentView !== "fleet") { return; }
       var read = performance.now();
       fleetState.rows = rows;
       fleetState.updatedAt = Date.now();
@@ -319,6 +323,7 @@
       // read by the browser test (1,000 tenants): the API's answer, then drawing the page from it
       window.authwatchTimings = { apiMs: read - started, renderMs: performance.now() - read };
     }, function (error) {
+      if (currentView !== "fleet") { return; }
       if (!fleetState.rendered) { showError(error, "Fleet"); return; }
       fleetState.refreshError = error;  // keep what is shown, and say the refresh failed
       tickUpdated();
@@ -619,6 +624,7 @@
     // The timeline is its own request: when it fails, the rest of the tenant page still shows (and says so).
     var timeline = api(path + "/timeline?limit=100").then(null, function (error) { return { error: error }; });
     return Promise.all([api(path + "?history=200"), timeline]).then(function (answers) {
+      if (currentView !== "tenant") { return; }
       renderTenant(answers[0], performance.now(), answers[1]);
     });
   }
@@ -1168,10 +1174,108 @@
     return section;
   }
 
+  // --- onboarding view ----------------------------------------------------------------------------------------------
+  // GET onboarding (shared/views/onboarding_view.py): every GDAP customer's onboarding state and its one fix, those
+  // needing a fix first (the API's order, kept). States and their words are the report's (report_onboarding.py).
+  var ONBOARDING_ORDER = ["failed", "lacks_role", "missing_exchange_role", "relationship_ended", "in_progress", "ready"];
+  var ONBOARDING_LABEL = { ready: "Ready", missing_exchange_role: "Needs the Exchange role",
+                           lacks_role: "Relationship lacks a role", failed: "Failed", in_progress: "In progress",
+                           relationship_ended: "Relationship ended" };
+  var ONBOARDING_COLOUR = { ready: "pass", in_progress: "pending", relationship_ended: "unknown", failed: "fail",
+                            lacks_role: "fail", missing_exchange_role: "fail" };
+  var onboardingShown = false;
+
+  function showOnboarding() {
+    stopTimers();
+    document.title = "authwatch — onboarding";
+    onboardingShown = false;
+    clear(app);
+    append(app, el("p", { "class": "loading", text: "Loading the onboarding…" }));
+    refreshOnboarding();
+    timers.push(setInterval(refreshOnboarding, REFRESH_SECONDS * 1000));
+  }
+
+  function refreshOnboarding() {
+    return api("onboarding").then(function (body) {
+      if (currentView !== "onboarding") { return; }
+      var y = window.scrollY;
+      renderOnboarding(body || {});
+      if (onboardingShown) { window.scrollTo(0, y); }  // a refresh keeps the reader's place
+      onboardingShown = true;
+    }, function (error) {
+      if (currentView !== "onboarding") { return; }
+      if (!onboardingShown) { showError(error, "Onboarding"); }  // else keep what is shown; the next refresh retries
+    });
+  }
+
+  function renderOnboarding(body) {
+    var customers = body.customers || [];
+    var counts = body.counts || {};
+    clear(app);
+    append(app, el("h1", { text: "Onboarding" }));
+    if (!customers.length) {
+      append(app, el("p", { "class": "empty", id: "onboarding-empty",
+                            text: "No GDAP onboarding yet: run `authwatch tenants discover`." }));
+      return;
+    }
+    append(app, el("p", { "class": "sub", id: "onboarding-sub", text: customers.length + " GDAP customers · " +
+      (body.needsFix || 0) + " needing a fix, listed first · refreshes every " + REFRESH_SECONDS + " s" }));
+    var totals = el("div", { "class": "totals", id: "onboarding-totals" });
+    ONBOARDING_ORDER.forEach(function (state) {
+      append(totals, el("div", { "class": "total", "data-state": state },
+                        el("b", { text: counts[state] || 0 }), el("span", { text: ONBOARDING_LABEL[state] })));
+    });
+    append(app, totals);
+    if (body.truncated) {
+      append(app, el("p", { "class": "error", role: "alert", text: "Only the first customers read are listed: more " +
+        "onboarding records exist than the page reads." }));
+    }
+    var head = el("tr", {}, ["State", "Customer", "The fix", "Why", "Updated"].map(function (h) {
+      return el("th", { scope: "col", text: h });
+    }));
+    var rows = el("tbody", { id: "onboarding-body" });
+    customers.forEach(function (c) { append(rows, onboardingRow(c)); });
+    append(app, el("div", { "class": "matrix-wrap" },
+                   el("table", { "class": "onboarding", id: "onboarding" },
+                      el("caption", { "class": "sr-only", text: "GDAP customers, their onboarding state and the fix" }),
+                      el("thead", {}, head), rows)));
+  }
+
+  function onboardingRow(c) {
+    var label = ONBOARDING_LABEL[c.state] || c.label || c.state;
+    // A ready customer is watched: its name leads to its tenant page (the fleet's link: the id encoded, never raw
+    // data in an href). Others may not be registered (yet, or again).
+    var r = { id: c.tenantId, name: c.name || c.tenantId };
+    var name = c.state === "ready" ? el("a", { href: tenantLink(r.id), text: r.name }) : el("b", { text: r.name });
+    return el("tr", { "data-tenant-id": c.tenantId, "data-state": c.state },
+      el("td", {}, el("span", { "class": "badge status-" + (ONBOARDING_COLOUR[c.state] || "unknown"),
+                                "data-onboarding-state": c.state, text: label })),
+      el("th", { scope: "row", "class": "customer" }, name, el("span", { "class": "tid", text: c.tenantId })),
+      el("td", { "class": "fix", text: c.fix || "Nothing to do: watched." }),
+      el("td", { "class": "why", text: c.detail || "" }),
+      el("td", { "class": "when" }, timeEl(c.updatedAt)));
+  }
+
+  // The header's page links say which page is shown.
+  function markNav(name) {
+    Array.prototype.forEach.call(document.querySelectorAll("nav.pages a[data-nav]"), function (link) {
+      if (link.getAttribute("data-nav") === name) { link.setAttribute("aria-current", "page"); }
+      else { link.removeAttribute("aria-current"); }
+    });
+  }
+
   // --- routing ------------------------------------------------------------------------------------------------------
   function route() {
     var hash = window.location.hash || "";
+    if (/^#\/onboarding\/?$/.test(hash)) {
+      currentView = "onboarding";
+      markNav("onboarding");
+      showOnboarding();
+      return;
+    }
     var match = /^#\/tenants\/([^/?]*)(?:\/([a-z_]+))?$/.exec(hash);
+    currentView = match ? "tenant" : "fleet";
+    markNav(currentView);
     if (match) {
       var id = "";
       try { id = decodeURIComponent(match[1]); } catch (e) { id = match[1]; }

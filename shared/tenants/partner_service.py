@@ -1,0 +1,86 @@
+"""MSP onboarding as one service: discover the partner's customers, onboard the selected ones, report offboarding.
+
+`discover` reads the partner's GDAP relationships and customers, marks which customers are watched, and reports —
+once — a watched customer whose relationships have all ended (its record keeps when it was reported).
+`onboard` runs partner_onboarding over the selected customers and registers the ready ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.collect.partner import PartnerClient
+from shared.tenants.config import TenantConfig, TenantExists
+from shared.tenants.gdap import Customer, customers
+from shared.tenants.onboarding import AccessCheck
+from shared.tenants.onboarding_records import OnboardingRecord, OnboardingRecords
+from shared.tenants.partner_onboarding import DEFAULT_CONCURRENCY, Progress, onboard_all, onboard_customer
+from shared.tenants.registry import TenantRegistry
+
+
+@dataclass
+class Discovery:
+    customers: list[Customer]
+    records: dict[str, OnboardingRecord] = field(default_factory=dict)
+    ended_now: list[Customer] = field(default_factory=list)  # reported by this discovery, never again
+
+    def to_json(self) -> dict[str, Any]:
+        return {"customers": [{**customer.to_json(),
+                               "onboarding": self.records[customer.tenant_id].to_json()
+                               if customer.tenant_id in self.records else None} for customer in self.customers],
+                "endedNow": [customer.tenant_id for customer in self.ended_now]}
+
+
+def ended_fix(customer: Customer) -> str:
+    return (f"The GDAP relationship with {customer.name} has ended, so authwatch's access may end too: renew the "
+            f"relationship, or stop watching with `authwatch tenants remove {customer.tenant_id}` (it says what to "
+            "withdraw in the customer tenant).")
+
+
+async def discover(client: PartnerClient, registry: TenantRegistry, records: OnboardingRecords, *,
+                   now: datetime) -> Discovery:
+    relationships, listed, watched, stored = await asyncio.gather(
+        client.relationships(), client.customers(), registry.list(), records.all())
+    found = customers(relationships, [config.tenant_id for config in watched], now=now)
+    known = {customer.tenant_id for customer in found}
+    watched_ids = {config.tenant_id for config in watched}
+    for item in listed:  # a customer Graph lists whose relationships could not be read: shown, never onboarded
+        tenant_id = str(item.get("tenantId") or "").lower()
+        if tenant_id and tenant_id not in known:
+            found.append(Customer(tenant_id, str(item.get("displayName") or tenant_id), (),
+                                  watched=tenant_id in watched_ids, now=now))
+    discovery = Discovery(found, {record.tenant_id: record for record in stored})
+    for customer in found:
+        record = discovery.records.get(customer.tenant_id)
+        if customer.watched and customer.ended and (record is None or record.ended_reported_at is None):
+            ended = OnboardingRecord(customer.tenant_id, customer.name, "relationship_ended", ended_fix(customer),
+                                     "every GDAP relationship with this customer has ended",
+                                     record.steps if record else {}, now, ended_reported_at=now)
+            await records.save(ended)
+            discovery.records[customer.tenant_id] = ended
+            discovery.ended_now.append(customer)
+    return discovery
+
+
+async def onboard(selected: Sequence[Customer], client: PartnerClient, registry: TenantRegistry,
+                  records: OnboardingRecords, *, app_id: str, app_name: str, config_for: Callable[[Customer], TenantConfig],
+                  check: Callable[[TenantConfig], Awaitable[AccessCheck]], now: datetime,
+                  concurrency: int = DEFAULT_CONCURRENCY, progress: Progress | None = None) -> list[OnboardingRecord]:
+    """Onboard every selected customer (bounded concurrency) and register the ready ones."""
+    configs = {customer.tenant_id: config_for(customer) for customer in selected}  # bad input fails before any call
+
+    async def register(customer: Customer) -> None:
+        try:
+            await registry.add(configs[customer.tenant_id], now=now)
+        except TenantExists:
+            pass  # registered by an earlier run (or by hand): keep its configuration
+
+    async def one(customer: Customer) -> OnboardingRecord:
+        return await onboard_customer(customer, client, app_id=app_id, app_name=app_name,
+                                      check=lambda _: check(configs[customer.tenant_id]), register=register, now=now)
+
+    return await onboard_all(selected, one, records.save, now=now, concurrency=concurrency, progress=progress)

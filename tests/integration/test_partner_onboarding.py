@@ -1,0 +1,196 @@
+"""MSP onboarding through GDAP end to end: the real azure-identity device-code sign-in, Graph's delegated-admin
+relationships, Partner Center consent, app role and directory role grants, the app-only access check, the registry
+and the onboarding records — all over real HTTPS against the simulator's partner side and real Azurite."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from shared.collect.operator import OperatorSignIn, OperatorSignInError
+from shared.collect.partner import GRAPH_SCOPE, PartnerClient
+from shared.collect.credentials import CredentialSpec
+from shared.storage.account import account
+from shared.tenants import onboarding
+from shared.tenants.config import TenantConfig
+from shared.tenants.onboarding_records import OnboardingRecords
+from shared.tenants.partner_service import discover, onboard
+from shared.tenants.registry import TenantRegistry
+from simulator.msp_fleet import (
+    CUSTOMER_IDS,
+    EXPIRING_ID,
+    LACKS_ROLE_ID,
+    MISSING_EXCHANGE_ROLE_ID,
+    PARTNER_TENANT_ID,
+    TERMINATED_ID,
+    msp_scenario,
+)
+from tests.conftest import endpoints_for
+
+SECRET_SETTING = "AUTHWATCH_MSP_TEST_SECRET"
+
+
+class World:
+    """The MSP scenario's simulator, the test storage, and how the CLI wires the onboarding service over them."""
+
+    def __init__(self, sim: Any, connection: str, scenario: dict[str, Any]) -> None:
+        self.sim, self.scenario = sim, scenario
+        self.endpoints = replace(endpoints_for(sim), partner_center=sim.url)
+        self.storage = account(connection)
+        self.app_id = scenario["app"]["clientId"]
+        self.env = {SECRET_SETTING: scenario["app"]["clientSecret"]}
+        self.prompts: list[str] = []
+
+    def config_for(self, customer: Any) -> TenantConfig:
+        spec = CredentialSpec.from_json({"mode": "secret", "clientId": self.app_id, "secretSetting": SECRET_SETTING})
+        return TenantConfig(tenant_id=customer.tenant_id, display_name=customer.name, credential=spec, tags=("gdap",))
+
+    async def run(self, body: Any) -> Any:
+        operator = OperatorSignIn(self.app_id, PARTNER_TENANT_ID, self.endpoints,
+                                  lambda uri, code, expires: self.prompts.append(code))
+        client = PartnerClient(self.endpoints, operator.token)
+        registry = TenantRegistry(self.storage.table_service())
+        records = OnboardingRecords(self.storage.table_service())
+        try:
+            await registry.create()
+            await operator.sign_in(GRAPH_SCOPE)
+            return await body(client, registry, records)
+        finally:
+            await client.aclose()
+            operator.close()
+            await records.close()
+            await registry.close()
+
+    async def onboard(self, client: Any, registry: Any, records: Any, selected: list[Any]) -> list[Any]:
+        now = datetime.now(timezone.utc)
+        return await onboard(selected, client, registry, records, app_id=self.app_id, app_name="authwatch",
+                             config_for=self.config_for, now=now, concurrency=4,
+                             check=lambda config: onboarding.check_access(config.tenant_id, config.credential,
+                                                                          self.endpoints, self.env, now=now))
+
+
+async def _forget(connection: str) -> None:
+    """This scenario's tenant ids are fixed (uuid5): forget what an earlier test registered or recorded for them."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    service = account(connection).table_service()
+    table = service.get_table_client("AuthwatchRegistry")
+    try:
+        for tenant_id in [*CUSTOMER_IDS, TERMINATED_ID]:
+            for partition in ("tenant", "onboarding"):
+                try:
+                    await table.delete_entity(partition, tenant_id)
+                except ResourceNotFoundError:
+                    pass
+    finally:
+        await table.close()
+        await service.close()
+
+
+@pytest.fixture
+def make_world(simulator_for: Any, storage_connection_string: str) -> Any:
+    def make(mutate: Any = None) -> World:
+        scenario = msp_scenario()
+        if mutate is not None:
+            mutate(scenario)
+        asyncio.run(_forget(storage_connection_string))
+        return World(simulator_for(scenario), storage_connection_string, scenario)
+
+    return make
+
+
+@pytest.fixture
+def world(make_world: Any) -> World:
+    return make_world()
+
+
+def test_discover_twelve_onboard_ten_two_need_a_fix(world: World) -> None:
+    async def body(client: Any, registry: Any, records: Any) -> tuple[Any, list[Any], list[str]]:
+        found = await discover(client, registry, records, now=datetime.now(timezone.utc))
+        selected = [customer for customer in found.customers if customer.active and not customer.watched]
+        outcomes = await world.onboard(client, registry, records, selected)
+        watched = [config.tenant_id for config in await registry.list()]
+        return found, outcomes, watched
+
+    found, outcomes, watched = asyncio.run(world.run(body))
+    assert len(world.prompts) == 1  # one sign-in for the partner and every customer
+    active = [customer for customer in found.customers if customer.active]
+    assert len(active) == 12 and {customer.tenant_id for customer in active} == set(CUSTOMER_IDS)
+    by_id = {customer.tenant_id: customer for customer in found.customers}
+    assert by_id[TERMINATED_ID].ended and not by_id[TERMINATED_ID].active
+    assert by_id[EXPIRING_ID].ends_soon
+    assert by_id[LACKS_ROLE_ID].missing_roles == ("Privileged Role Administrator",)
+
+    states = {record.tenant_id: record for record in outcomes}
+    assert len(outcomes) == 12
+    ready = [tenant_id for tenant_id, record in states.items() if record.state == "ready"]
+    assert len(ready) == 10, {record.name: (record.state, record.detail) for record in outcomes}
+    assert states[LACKS_ROLE_ID].state == "lacks_role"
+    assert "Privileged Role Administrator" in states[LACKS_ROLE_ID].fix
+    assert states[LACKS_ROLE_ID].steps == {}  # nothing half-done: no call was made for it
+    assert states[MISSING_EXCHANGE_ROLE_ID].state == "missing_exchange_role"
+    assert "Global Reader" in states[MISSING_EXCHANGE_ROLE_ID].fix
+    assert states[MISSING_EXCHANGE_ROLE_ID].steps["consent"] == "created"
+    assert states[MISSING_EXCHANGE_ROLE_ID].steps["Global Reader"] == "failed"
+    # Only what was checked end to end is watched.
+    assert set(ready) <= set(watched) and LACKS_ROLE_ID not in watched and MISSING_EXCHANGE_ROLE_ID not in watched
+
+
+def test_a_rerun_finishes_what_a_partial_failure_left(make_world: Any) -> None:
+    first, second = CUSTOMER_IDS[0], CUSTOMER_IDS[1]
+
+    def fail_once(scenario: dict[str, Any]) -> None:
+        scenario["partner"]["faults"][first] = {"partnerCenter.consent": {
+            "status": 500, "times": 1, "body": {"code": "5000", "description": "Internal error", "data": [],
+                                                 "source": "PartnerFD"}}}
+
+    world = make_world(fail_once)
+
+    async def attempt(client: Any, registry: Any, records: Any) -> list[Any]:
+        found = await discover(client, registry, records, now=datetime.now(timezone.utc))
+        chosen = [customer for customer in found.customers if customer.tenant_id in (first, second)]
+        return await world.onboard(client, registry, records, chosen)
+
+    outcomes = {record.tenant_id: record for record in asyncio.run(world.run(attempt))}
+    assert outcomes[first].state == "failed" and "Partner Center consent" in outcomes[first].detail
+    assert "HTTP 500" in outcomes[first].detail
+    assert outcomes[second].state == "ready"
+    again = {record.tenant_id: record for record in asyncio.run(world.run(attempt))}
+    assert again[first].state == "ready"
+    assert again[second].state == "ready" and again[second].steps["consent"] == "already"
+    assert set(again[second].steps.values()) == {"already"}  # nothing granted twice
+
+    async def stored(client: Any, registry: Any, records: Any) -> dict[str, str]:
+        return {record.tenant_id: record.state for record in await records.all()}
+
+    assert {first: "ready", second: "ready"}.items() <= asyncio.run(world.run(stored)).items()
+
+
+def test_an_ended_relationship_of_a_watched_customer_is_reported_once(world: World) -> None:
+    async def twice(client: Any, registry: Any, records: Any) -> tuple[Any, Any, Any]:
+        spec = CredentialSpec.from_json({"mode": "secret", "clientId": world.app_id, "secretSetting": SECRET_SETTING})
+        if await registry.get(TERMINATED_ID) is None:
+            await registry.add(TenantConfig(tenant_id=TERMINATED_ID, display_name="Trey Research", credential=spec))
+        first = await discover(client, registry, records, now=datetime.now(timezone.utc))
+        second = await discover(client, registry, records, now=datetime.now(timezone.utc))
+        return first, second, await records.get(TERMINATED_ID)
+
+    first, second, record = asyncio.run(world.run(twice))
+    assert [customer.tenant_id for customer in first.ended_now] == [TERMINATED_ID]
+    assert second.ended_now == []
+    assert record.state == "relationship_ended" and record.ended_reported_at is not None
+    assert f"authwatch tenants remove {TERMINATED_ID}" in record.fix
+
+
+def test_a_declined_sign_in_is_a_named_error(make_world: Any) -> None:
+    world = make_world(lambda scenario: scenario["partner"]["operator"].update(signIn="decline"))
+
+    async def nothing(*_: Any) -> None:
+        raise AssertionError("no call may follow a declined sign-in")
+
+    with pytest.raises(OperatorSignInError, match="sign-in to the partner tenant failed"):
+        asyncio.run(world.run(nothing))
