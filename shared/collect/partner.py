@@ -20,6 +20,7 @@ nextLink that leaves Graph: a partial list of customers is never taken for the w
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/user_impersonation"
 MAX_PAGES = 100  # 300 relationships a page (the documented $top maximum): 30,000 relationships
 PAGE_SIZE = 300
+RETRIED = frozenset({429, 500, 502, 503, 504})
+RETRIES, MAX_RETRY_WAIT_S = 3, 30.0  # at most ~90 s of waiting for one call
 ALREADY = ("permission entry already exists", "permission being assigned already exists",
            "a conflicting object with one or more of the specified property values is present",
            "already exist")
@@ -76,6 +79,15 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
     return f"HTTP{response.status_code}", str(body)[:300]
 
 
+def _retry_after(response: httpx.Response, attempt: int) -> float:
+    """The answer's Retry-After in seconds (capped), else 1, 2, 4 s."""
+    try:
+        wait = float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        wait = float(2 ** attempt)
+    return min(max(wait, 0.0), MAX_RETRY_WAIT_S)
+
+
 def _already(response: httpx.Response) -> bool:
     return 400 <= response.status_code < 500 and response.status_code not in (401, 403, 404) and any(
         marker in _error_of(response)[1].lower() for marker in ALREADY)
@@ -85,9 +97,11 @@ class PartnerClient:
     """Onboarding calls over one pooled HTTP client; `tokens` gives the operator's delegated tokens."""
 
     def __init__(self, endpoints: MicrosoftEndpoints, tokens: TokenSource,
-                 http: httpx.AsyncClient | None = None) -> None:
+                 http: httpx.AsyncClient | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.endpoints = endpoints
         self._tokens = tokens
+        self._sleep = sleep
         self._http = http or httpx.AsyncClient(verify=endpoints.ssl_context(), timeout=endpoints.timeout_s)
 
     async def aclose(self) -> None:
@@ -95,6 +109,19 @@ class PartnerClient:
 
     async def _send(self, step: str, method: str, url: str, scope: str, tenant_id: str | None,
                     body: Any = None) -> httpx.Response:
+        """One call; a 429 or a 5xx is sent again after its Retry-After (Graph's throttling guidance,
+        https://learn.microsoft.com/graph/throttling; Partner Center: "500 … Callers can retry the request"), at
+        most RETRIES times and MAX_RETRY_WAIT_S each: every step is repeatable, a grant already made answers
+        "already exists"."""
+        for attempt in range(RETRIES + 1):
+            response = await self._send_once(step, method, url, scope, tenant_id, body)
+            if response.status_code not in RETRIED or attempt == RETRIES:
+                return response
+            await self._sleep(_retry_after(response, attempt))
+        raise AssertionError("unreachable")  # the loop returns on its last attempt
+
+    async def _send_once(self, step: str, method: str, url: str, scope: str, tenant_id: str | None,
+                         body: Any) -> httpx.Response:
         token = await self._tokens(scope, tenant_id)
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if body is not None:

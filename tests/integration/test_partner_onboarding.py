@@ -144,12 +144,18 @@ def test_discover_twelve_onboard_ten_two_need_a_fix(world: World) -> None:
 def test_a_rerun_finishes_what_a_partial_failure_left(make_world: Any) -> None:
     first, second = CUSTOMER_IDS[0], CUSTOMER_IDS[1]
 
-    def fail_once(scenario: dict[str, Any]) -> None:
+    def faults(scenario: dict[str, Any]) -> None:
+        # first: Partner Center fails four times in a row (the call and its three retries); second: Graph throttles
+        # the app role grant once, which the retry after Retry-After absorbs.
         scenario["partner"]["faults"][first] = {"partnerCenter.consent": {
-            "status": 500, "times": 1, "body": {"code": "5000", "description": "Internal error", "data": [],
-                                                 "source": "PartnerFD"}}}
+            "status": 500, "times": 4, "retryAfter": 0,
+            "body": {"code": "5000", "description": "Internal error", "data": [], "source": "PartnerFD"}}}
+        tenant = next(item for item in scenario["tenants"] if item["tenantId"] == second)
+        tenant.setdefault("faults", {})["graph.appRoleAssignments"] = {
+            "status": 429, "times": 1, "retryAfter": 0, "method": "POST",
+            "body": {"error": {"code": "TooManyRequests", "message": "Too many requests"}}}
 
-    world = make_world(fail_once)
+    world = make_world(faults)
 
     async def attempt(client: Any, registry: Any, records: Any) -> list[Any]:
         found = await discover(client, registry, records, now=datetime.now(timezone.utc))
@@ -159,6 +165,9 @@ def test_a_rerun_finishes_what_a_partial_failure_left(make_world: Any) -> None:
     outcomes = {record.tenant_id: record for record in asyncio.run(world.run(attempt))}
     assert outcomes[first].state == "failed" and "Partner Center consent" in outcomes[first].detail
     assert "HTTP 500" in outcomes[first].detail
+    statuses = [(entry["endpoint"], entry["tenant"], entry["status"]) for entry in world.sim.requests_log]
+    assert statuses.count(("partnerCenter.consent", first, 500)) == 4  # sent, then retried three times
+    assert ("graph.appRoleAssignments", second, 429) in statuses  # throttled once, retried: no harm done
     assert outcomes[second].state == "ready"
     again = {record.tenant_id: record for record in asyncio.run(world.run(attempt))}
     assert again[first].state == "ready"
