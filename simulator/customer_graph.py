@@ -289,6 +289,58 @@ def h_list_roles(caller: Caller, call: GraphCall) -> SimResponse:
     return _page(caller.ctx, call, items, 999, "roleManagement/directory/roleAssignments")
 
 
+# oauth2PermissionGrant: list needs Directory.Read.All-level scopes, delete DelegatedPermissionGrant.ReadWrite.All
+# (https://learn.microsoft.com/graph/api/oauth2permissiongrant-list#permissions,
+#  https://learn.microsoft.com/graph/api/oauth2permissiongrant-delete#permissions); roles that may manage delegated
+# grants: Application Administrator, Cloud Application Administrator, Privileged Role Administrator (research §5.3,
+# rbac-oauth2permissiongrant-apis-write), and Global Administrator.
+GRANT_READ = ("Directory.Read.All", "DelegatedPermissionGrant.ReadWrite.All", "Directory.ReadWrite.All")
+GRANT_WRITE = ("DelegatedPermissionGrant.ReadWrite.All",)
+GRANT_WRITERS = APP_ROLE_GRANTERS
+
+
+def _grant(caller: Caller, resource: str, scopes: list[str]) -> dict[str, Any]:
+    """Microsoft's oauth2PermissionGrant shape (resources/oauth2permissiongrant): one tenant-wide (AllPrincipals)
+    grant per resource, `scope` space-separated."""
+    return {"id": _object_id(caller.call.tenant_id, caller.app_sp, "grant", resource), "clientId": caller.app_sp,
+            "consentType": "AllPrincipals", "principalId": None, "resourceId": sp_id(caller.call.tenant_id, resource),
+            "scope": " ".join(scopes)}
+
+
+def _grants(caller: Caller) -> list[tuple[str, dict[str, Any]]]:
+    held = caller.tenant["delegatedGrants"] if caller.has_app_sp else {}  # type: ignore[index]
+    return [(resource, _grant(caller, resource, scopes)) for resource, scopes in held.items() if scopes]
+
+
+def h_list_grants(caller: Caller, call: GraphCall) -> SimResponse:
+    """``GET /oauth2PermissionGrants[?$filter=clientId eq '…']``: the app's tenant-wide delegated grants."""
+    refused = caller.denied(GRANT_READ, READERS)
+    if refused:
+        return refused
+    items = [grant for _, grant in _grants(caller)]
+    if "$filter" in call.query:
+        clauses = parse_filter(call.query["$filter"], {"clientId": "string", "resourceId": "string",
+                                                       "consentType": "string"})
+        items = [i for i in items if matches(i, clauses, {})]
+    return _page(caller.ctx, call, items, 999, "oauth2PermissionGrants")
+
+
+def h_delete_grant(caller: Caller, call: GraphCall) -> SimResponse:
+    """``DELETE /oauth2PermissionGrants/{id}`` → 204 No Content; unknown id → 404."""
+    refused = caller.denied(GRANT_WRITE, GRANT_WRITERS)
+    if refused:
+        return refused
+    wanted = call.params["id"]
+    resource = next((resource for resource, grant in _grants(caller) if grant["id"] == wanted), None)
+    if resource is None:
+        return not_found(call, wanted)
+
+    def drop(t: dict[str, Any]) -> None:
+        t["delegatedGrants"] = {key: value for key, value in t["delegatedGrants"].items() if key != resource}
+    caller.update(drop)
+    return SimResponse(204, None, {})
+
+
 Handler = Callable[[Caller, GraphCall], SimResponse]
 #: (pattern, endpoint key, method, handler, query options allowed)
 ROUTES: tuple[tuple[re.Pattern[str], str, str, Handler, frozenset[str]], ...] = tuple(
@@ -304,6 +356,9 @@ ROUTES: tuple[tuple[re.Pattern[str], str, str, Handler, frozenset[str]], ...] = 
         (r"/roleManagement/directory/roleAssignments", "graph.roleAssignments", "POST", h_assign_role, set()),
         (r"/roleManagement/directory/roleAssignments", "graph.roleAssignments", "GET", h_list_roles,
          {"$select", "$top", "$skiptoken", "$filter"}),
+        (r"/oauth2PermissionGrants", "graph.oauth2PermissionGrants", "GET", h_list_grants,
+         {"$select", "$top", "$skiptoken", "$filter"}),
+        (r"/oauth2PermissionGrants/(?P<id>[^/]+)", "graph.oauth2PermissionGrants", "DELETE", h_delete_grant, set()),
     ))
 
 

@@ -48,6 +48,7 @@ GRAPH_KEYS = (
     "graph.servicePrincipals",
     "graph.appRoleAssignments",
     "graph.roleAssignments",
+    "graph.oauth2PermissionGrants",
 )
 ENDPOINT_KEYS = ("token", *GRAPH_KEYS)
 

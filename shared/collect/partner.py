@@ -203,6 +203,23 @@ class PartnerClient:
         body = {"principalId": principal_id, "resourceId": resource_id, "appRoleId": app_role_id}
         return await self._grant(f"grant {name}", url, customer_id, body)
 
+    async def withdraw_delegated_grants(self, customer_id: str, principal_id: str) -> int:
+        """Delete the app's tenant-wide delegated grants (what the Partner Center consent gave the onboarding):
+        https://learn.microsoft.com/graph/api/oauth2permissiongrant-delete. Returns how many were deleted."""
+        step = "withdraw onboarding's delegated grants"
+        grants = await self._pages(step, f"/oauth2PermissionGrants?$filter=clientId eq '{quote(principal_id)}'",
+                                   customer_id)
+        deleted = 0
+        for grant in grants:
+            if grant.get("clientId") != principal_id or not isinstance(grant.get("id"), str):
+                continue  # fail closed: never delete a grant that is not the app's own
+            url = f"{self.endpoints.graph.rstrip('/')}/oauth2PermissionGrants/{quote(grant['id'])}"
+            response = await self._send(step, "DELETE", url, GRAPH_SCOPE, customer_id)
+            if response.status_code not in (204, 404):  # 404: gone already
+                raise self._fail(step, response)
+            deleted += response.status_code == 204
+        return deleted
+
     async def assign_directory_role(self, customer_id: str, principal_id: str, role_id: str, name: str) -> Granted:
         url = f"{self.endpoints.graph.rstrip('/')}/roleManagement/directory/roleAssignments"
         body = {"@odata.type": "#microsoft.graph.unifiedRoleAssignment", "roleDefinitionId": role_id,

@@ -44,7 +44,7 @@ class OnboardingRecord:
     state: str
     fix: str = ""
     detail: str = ""
-    steps: dict[str, str] = field(default_factory=dict)  # step -> "created" | "already" | "failed" | "skipped"
+    steps: dict[str, str] = field(default_factory=dict)  # step -> "created" | "already" | "done" | "failed"
     updated_at: datetime | None = None
     ended_reported_at: datetime | None = None
 

@@ -25,10 +25,12 @@ from shared.tenants.onboarding import AccessCheck
 from shared.tenants.onboarding_records import OnboardingRecord
 from shared.tenants.permissions import Permission, customer_permissions
 
-# Delegated Graph scopes the consent grants for steps 3-4: read the service principals, assign app roles, assign a
-# directory role (the least each call documents: serviceprincipal-post-approleassignedto, rbacapplication-post-
-# roleassignments). They stay granted in the customer; `tenants remove` says how to withdraw them.
-CONSENT_SCOPES = "Application.Read.All,AppRoleAssignment.ReadWrite.All,RoleManagement.ReadWrite.Directory"
+# Delegated Graph scopes the consent grants for steps 3-5: read the service principals, assign app roles, assign a
+# directory role, and withdraw these grants at the end (the least each call documents: serviceprincipal-post-
+# approleassignedto, rbacapplication-post-roleassignments, oauth2permissiongrant-delete). A ready customer is left
+# with the read-only app roles and Global Reader only: no delegated grant, so nothing in it can write through the app.
+CONSENT_SCOPES = ("Application.Read.All,AppRoleAssignment.ReadWrite.All,RoleManagement.ReadWrite.Directory,"
+                  "DelegatedPermissionGrant.ReadWrite.All")
 GRAPH_RESOURCE = "00000003-0000-0000-c000-000000000000"
 SP_WAIT_S, SP_POLL_S = 30.0, 2.0  # a new service principal can take seconds to be readable (CIPP waits and retries)
 DEFAULT_CONCURRENCY = 4
@@ -146,20 +148,31 @@ async def onboard_customer(customer: Customer, client: PartnerClient, *, app_id:
                "relationship's roles are assigned to; then run the onboarding again."
                if error.refused else "Run the onboarding again; the steps already done are not repeated.")
         return record("failed", fix, f"{step} failed: {error}")
-    return await _checked(customer, record, check, register, app_id)
+    async def withdraw() -> int:
+        deleted = await client.withdraw_delegated_grants(customer.tenant_id, principal["id"])
+        steps["withdraw delegated grants"] = "done" if deleted else "already"
+        return deleted
+
+    return await _checked(customer, record, check, register, app_id, withdraw)
 
 
 async def _checked(customer: Customer, record: Callable[..., OnboardingRecord], check: Check, register: Register,
-                   app_id: str) -> OnboardingRecord:
+                   app_id: str, withdraw: Callable[[], Awaitable[int]]) -> OnboardingRecord:
     result = await check(customer.tenant_id)
     blocking = [problem for problem in result.problems if problem.blocking]
-    if not blocking:
-        await register(customer)
-        return record("ready")
-    if all(problem.kind in ("exchange_role", "exchange_permission") for problem in blocking):
+    if blocking and all(problem.kind in ("exchange_role", "exchange_permission") for problem in blocking):
         return record("missing_exchange_role", _role_fix(customer, app_id) + " A role just given can take up to "
                       "an hour to reach Exchange Online.", "; ".join(problem.summary for problem in blocking))
-    return record("failed", blocking[0].fix, "; ".join(problem.summary for problem in blocking))
+    if blocking:
+        return record("failed", blocking[0].fix, "; ".join(problem.summary for problem in blocking))
+    await register(customer)
+    try:
+        await withdraw()
+    except PartnerCallError as error:  # watched and working; the leftover grant is named, with how to remove it
+        return record("ready", f"Remove authwatch's delegated permissions in {customer.name} (Entra admin center > "
+                      "Enterprise applications > authwatch > Permissions): onboarding could not withdraw them.",
+                      f"{error}")
+    return record("ready")
 
 
 async def onboard_all(selected: Sequence[Customer], onboard: Callable[[Customer], Awaitable[OnboardingRecord]],
