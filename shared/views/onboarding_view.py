@@ -24,10 +24,10 @@ assert set(ORDER) == set(STATES) == set(LABELS), "every onboarding state needs i
 
 
 def one_fix(record: OnboardingRecord) -> str:
-    """The one thing to do for this customer ("" when it is ready). A row written without a fix (an attempt that
+    """The one thing to do for this customer ("" when it is ready and clean). A row written without a fix (an attempt that
     never finished is saved `in_progress` with none) still gets one: nobody is left with a state and no next step."""
     if record.state == "ready":
-        return ""
+        return record.fix  # usually none; a leftover onboarding grant onboarding could not withdraw has one
     if record.fix:
         return record.fix
     if record.state == "in_progress":
@@ -44,11 +44,12 @@ def overview_of(records: list[OnboardingRecord], *, truncated: bool = False) -> 
     counts = {state: 0 for state in ORDER}
     for record in records:
         counts[record.state] += 1
+    rows = [{**record.to_json(), "fix": one_fix(record), "label": LABELS[record.state],
+             "needsFix": record.state != "ready" or bool(record.fix)} for record in ordered]
     return {
-        "customers": [{**record.to_json(), "fix": one_fix(record), "label": LABELS[record.state],
-                       "needsFix": record.state != "ready"} for record in ordered],
+        "customers": rows,
         "counts": counts,
-        "needsFix": len(records) - counts["ready"],
+        "needsFix": sum(row["needsFix"] for row in rows),
         # The records module stops reading at MAX_RECORDS (more customers than any partner has): say so, never
         # present a cut list as the whole.
         "truncated": truncated,

@@ -118,3 +118,14 @@ def test_html_report_lists_every_customer_with_its_fix_escaped():
     assert "Needs the Exchange role" in onboarding and "Give the app Global Reader in Litware." in onboarding
     assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in onboarding
     assert "Nothing to do: watched." in onboarding  # the ready customer
+
+
+def test_a_ready_customer_with_a_leftover_grant_still_shows_its_fix():
+    leftover = OnboardingRecord(IDS[0], "Alpine Ski House", "ready", "Remove authwatch's delegated permissions in "
+                                "Alpine Ski House.", "withdraw failed: HTTP 403", updated_at=NOW)
+    clean = OnboardingRecord(IDS[1], "Bellows College", "ready", updated_at=NOW)
+    overview = overview_of([leftover, clean])
+    rows = {row["tenantId"]: row for row in overview["customers"]}
+    assert rows[IDS[0]]["needsFix"] and rows[IDS[0]]["fix"].startswith("Remove authwatch's delegated permissions")
+    assert not rows[IDS[1]]["needsFix"] and rows[IDS[1]]["fix"] == ""
+    assert overview["needsFix"] == 1 and overview["counts"]["ready"] == 2
