@@ -36,6 +36,7 @@ from shared.tenants.config import TenantConfig, tenant_key
 from shared.tenants.gdap import Customer, RelationshipError
 from shared.tenants.onboarding_records import OnboardingRecord, OnboardingRecords
 from shared.tenants.partner_service import Discovery, discover, onboard
+from shared.tenants.registry_admin import GDAP_TAG
 
 APP_NAME = "authwatch"
 
@@ -45,7 +46,8 @@ def add_actions(actions: Any) -> None:
                               description="List the customers of your partner tenant (GDAP relationships, their "
                               "roles and end dates), which authwatch watches and which need a fix; with --add-all "
                               "or --select, onboard them (admin consent, app roles, Global Reader, access check). "
-                              "Exit status: 0 nothing failed, 1 a customer needs a fix, 2 bad input or sign-in.")
+                              "Exit status: 0 listed, or every customer onboarded is ready; 1 an onboarded customer "
+                              "needs a fix; 2 bad input, or the sign-in or the listing failed.")
     which = find.add_mutually_exclusive_group()
     which.add_argument("--add-all", action="store_true", help="onboard every customer not yet watched")
     which.add_argument("--select", nargs="+", metavar="ID", help="onboard these customers (tenant ids)")
@@ -84,7 +86,7 @@ def _prompt(uri: str, code: str, expires: datetime) -> None:
 def _config_for(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
     def build(customer: Customer) -> TenantConfig:
         return tenant_config(argparse.Namespace(tenant=customer.tenant_id, name=customer.name[:256] or customer.tenant_id,
-                                          schedule_minutes=None, tag=["gdap"], **{
+                                          schedule_minutes=None, tag=[GDAP_TAG], **{
                                               key: getattr(args, key) for key in (
                                                   "credential_mode", "client_id", "managed_identity_client_id",
                                                   "secret_setting", "certificate_setting")}), env)
@@ -109,9 +111,11 @@ def run_discover(args: argparse.Namespace) -> int:
         storage = account(Settings.from_env(env).storage)
     except SettingsError as error:
         raise UsageError(str(error)) from None
+    config_for = _config_for(args, env)
+    config_for(Customer(partner, "options check", ()))  # bad credential options: said now, before any sign-in
     return asyncio.run(run_partner(
         PartnerRun(partner, client_id, selected, getattr(args, "add_all", False) or bool(selected),
-                   args.concurrency, args.format == "text"), env, endpoints, storage, _config_for(args, env)))
+                   args.concurrency, args.format == "text"), env, endpoints, storage, config_for))
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,7 @@ async def run_partner(run: PartnerRun, env: Mapping[str, str], endpoints: Any, s
             outcomes = await onboard(
                 wanted, client, registry, records, app_id=run.client_id, app_name=APP_NAME, config_for=config_for,
                 check=lambda config: onboarding.check_access(config.tenant_id, config.credential, endpoints, env,
-                                                             now=now),
+                                                             now=now, assertion_provider=_assertion(config, env)),
                 now=now, concurrency=run.concurrency, progress=_progress if text else None)
             if text:
                 _print_outcomes(outcomes)
@@ -166,7 +170,14 @@ async def run_partner(run: PartnerRun, env: Mapping[str, str], endpoints: Any, s
         operator.close()
         await records.close()
         await registry.close()
-    return 1 if any(record.state != "ready" for record in outcomes) else 0
+    return 1 if any(record.state != "ready" or record.fix for record in outcomes) else 0
+
+
+def _assertion(config: TenantConfig, env: Mapping[str, str]) -> Any:
+    """As `tenants add` does: in federated mode off Azure, the workload-identity assertion in
+    AZURE_FEDERATED_TOKEN_FILE stands in for the managed identity's (which only exists where the identity is)."""
+    token_file = env.get("AZURE_FEDERATED_TOKEN_FILE")
+    return onboarding.assertion_from_file(token_file) if config.credential.mode == "federated" and token_file else None
 
 
 def _selection(found: Discovery, selected: list[str], onboarding_wanted: bool) -> list[Customer]:
@@ -230,7 +241,7 @@ def _print_outcomes(outcomes: list[OnboardingRecord]) -> None:
         counts[record.state] = counts.get(record.state, 0) + 1
     print("\n" + ", ".join(f"{count} {state.replace('_', ' ')}" for state, count in sorted(counts.items())))
     for record in outcomes:
-        if record.state != "ready":
+        if record.state != "ready" or record.fix:  # a ready one with a fix: grants onboarding could not withdraw
             print(f"\n{record.name} ({record.tenant_id}): {record.state.replace('_', ' ')}\n  why: {record.detail}\n"
                   f"  fix: {record.fix}")
 
@@ -258,6 +269,6 @@ def run_onboarding(args: argparse.Namespace) -> int:
         print("No GDAP onboarding yet: run `authwatch tenants discover`.")
     for record in found:
         print(f"{record.name} ({record.tenant_id}): {record.state.replace('_', ' ')}")
-        if record.state != "ready" and record.fix:
+        if record.fix:
             print(f"  fix: {record.fix}")
     return 0

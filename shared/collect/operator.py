@@ -6,13 +6,15 @@ same sign-in through MSAL's refresh token (`additionally_allowed_tenants=["*"]`,
 onboarding 300 customers is one prompt, not 300.
   https://learn.microsoft.com/python/api/azure-identity/azure.identity.devicecodecredential
   https://learn.microsoft.com/entra/identity-platform/v2-oauth2-device-code
-The credential is synchronous (azure-identity has no async interactive credentials): each call runs in a thread,
-bounded by a deadline, so a sign-in nobody completes ends with a named error instead of a hang.
+The credential is synchronous (azure-identity has no async interactive credentials): each call runs on a daemon
+thread, bounded by a deadline, so a sign-in nobody completes ends with a named error instead of a hang.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -21,6 +23,30 @@ from shared.collect.endpoints import MicrosoftEndpoints
 
 SIGN_IN_DEADLINE_S = 15 * 60  # a device code is valid for 15 minutes (expires_in 900 in Microsoft's example)
 TOKEN_DEADLINE_S = 60.0  # a refresh-token exchange after the sign-in
+
+
+async def _in_daemon_thread(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`method` on a daemon thread: unlike asyncio.to_thread (whose executor the loop and the interpreter wait for
+    at exit), a call still hanging past its deadline cannot keep the command from ending."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(outcome: Any, failed: bool) -> None:
+        if not future.done():  # the deadline may have cancelled it
+            future.set_exception(outcome) if failed else future.set_result(outcome)
+
+    def work() -> None:
+        try:
+            outcome, failed = method(*args, **kwargs), False
+        except BaseException as error:  # noqa: BLE001 - handed to the awaiting task
+            outcome, failed = error, True
+        try:
+            loop.call_soon_threadsafe(settle, outcome, failed)
+        except RuntimeError:
+            pass  # the loop has closed: nobody is waiting any more
+
+    threading.Thread(target=work, name="authwatch-operator-sign-in", daemon=True).start()
+    return await future
 
 
 class OperatorSignInError(Exception):
@@ -66,7 +92,7 @@ class OperatorSignIn:
         from azure.core.exceptions import ClientAuthenticationError
 
         try:
-            return await asyncio.wait_for(asyncio.to_thread(method, *args, **kwargs), deadline)
+            return await asyncio.wait_for(_in_daemon_thread(method, *args, **kwargs), deadline)
         except TimeoutError:
             raise OperatorSignInError(f"no answer from the sign-in within {deadline:g} s") from None
         except ClientAuthenticationError as error:  # AuthenticationRequiredError is one: a second prompt was needed
@@ -87,8 +113,22 @@ def _public_authority(authority: str) -> bool:
     return host in KNOWN_AUTHORITIES
 
 
+def _entra_words(error: Exception) -> str:
+    """Entra's error_description (it names the AADSTS code) from the failed response azure-identity keeps — an
+    AuthenticationRequiredError's own message only says a prompt would be needed — else the error's message."""
+    response = getattr(error, "response", None)
+    if response is not None:
+        try:
+            body = json.loads(response.text())
+        except Exception:  # noqa: BLE001 - no readable body: fall back to the message
+            body = None
+        if isinstance(body, dict) and body.get("error_description"):
+            return str(body["error_description"])
+    return str(getattr(error, "message", "") or error)
+
+
 def _reason(error: Exception, tenant_id: str | None) -> str:
-    """Entra's own message, first line (it names the AADSTS code), never the token or the device code."""
-    text = str(getattr(error, "message", "") or error).strip().splitlines()
+    """Entra's own words, first line, never the token or the device code."""
+    text = _entra_words(error).strip().splitlines()
     where = f"customer tenant {tenant_id}" if tenant_id else "the partner tenant"
     return f"sign-in to {where} failed: {text[0][:300] if text else type(error).__name__}"

@@ -39,8 +39,7 @@ PAGE_SIZE = 300
 RETRIED = frozenset({429, 500, 502, 503, 504})
 RETRIES, MAX_RETRY_WAIT_S = 3, 30.0  # at most ~90 s of waiting for one call
 ALREADY = ("permission entry already exists", "permission being assigned already exists",
-           "a conflicting object with one or more of the specified property values is present",
-           "already exist")
+           "a conflicting object with one or more of the specified property values is present")
 
 # (scope, tenant id or None for the partner tenant) -> access token
 TokenSource = Callable[[str, "str | None"], Awaitable[str]]
@@ -77,6 +76,14 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
     if isinstance(body, dict):
         return str(body.get("code") or ""), str(body.get("description") or body.get("message") or "")[:500]
     return f"HTTP{response.status_code}", str(body)[:300]
+
+
+def _json(step: str, response: httpx.Response) -> Any:
+    """A 200's body as JSON, or a named error: a page authwatch cannot read is never taken as an empty one."""
+    try:
+        return response.json()
+    except ValueError:
+        raise PartnerCallError(step, response.status_code, "UnexpectedShape", "the answer is not JSON") from None
 
 
 def _retry_after(response: httpx.Response, attempt: int) -> float:
@@ -147,7 +154,7 @@ class PartnerClient:
             response = await self._send(step, "GET", url, GRAPH_SCOPE, tenant_id)
             if response.status_code != 200:
                 raise self._fail(step, response)
-            body = response.json()
+            body = _json(step, response)
             if not isinstance(body, dict) or not isinstance(body.get("value"), list):
                 raise PartnerCallError(step, 200, "UnexpectedShape", "the answer has no 'value' list")
             items += [item for item in body["value"] if isinstance(item, dict)]
@@ -189,9 +196,12 @@ class PartnerClient:
         response = await self._send("find service principal", "GET", url, GRAPH_SCOPE, customer_id)
         if response.status_code == 404:
             return None
-        if response.status_code != 200 or not isinstance(response.json(), dict):
+        if response.status_code != 200:
             raise self._fail("find service principal", response)
-        return response.json()
+        found = _json("find service principal", response)
+        if not isinstance(found, dict):
+            raise PartnerCallError("find service principal", 200, "UnexpectedShape", "the answer is not an object")
+        return found
 
     async def app_role_assignments(self, customer_id: str, principal_id: str) -> list[dict[str, Any]]:
         return await self._pages("list app role assignments", f"/servicePrincipals/{quote(principal_id)}/"

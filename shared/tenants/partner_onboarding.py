@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from shared.collect.operator import OperatorSignInError
 from shared.collect.partner import PartnerCallError, PartnerClient
 from shared.tenants.gdap import GLOBAL_READER, Customer
 from shared.tenants.onboarding import AccessCheck
@@ -50,6 +51,13 @@ def _relationship_fix(customer: Customer, roles: Sequence[str]) -> str:
     return (f"Add {' and '.join(roles)} to the GDAP relationship with {customer.name} (Partner Center > Customers > "
             f"{customer.name} > Admin relationships), assign it to the security group you sign in with, then run "
             f"`authwatch tenants onboard --tenant {customer.tenant_id}` again.")
+
+
+def _group_fix(customer: Customer, role: str) -> str:
+    return (f"Give {role} to the security group you sign in with, in the GDAP relationship with {customer.name} "
+            f"(Partner Center > Customers > {customer.name} > Admin relationships > the relationship > Security "
+            f"groups): the relationship grants it, your group does not; then run `authwatch tenants onboard --tenant "
+            f"{customer.tenant_id}` again.")
 
 
 def _role_fix(customer: Customer, client_id: str) -> str:
@@ -126,8 +134,8 @@ async def onboard_customer(customer: Customer, client: PartnerClient, *, app_id:
         try:
             await _grant_app_roles(client, customer, principal["id"], steps)
         except PartnerCallError as error:
-            if error.status == 403:  # Graph app roles need Privileged Role Administrator (gdap.py)
-                raise _Stop("lacks_role", _relationship_fix(customer, ["Privileged Role Administrator"]),
+            if error.status == 403:  # the relationship lists the role (checked above): the group given it does not
+                raise _Stop("lacks_role", _group_fix(customer, "Privileged Role Administrator"),
                             f"Microsoft refused an app role grant: {error}") from None
             raise
         try:
@@ -148,6 +156,11 @@ async def onboard_customer(customer: Customer, client: PartnerClient, *, app_id:
                "relationship's roles are assigned to; then run the onboarding again."
                if error.refused else "Run the onboarding again; the steps already done are not repeated.")
         return record("failed", fix, f"{step} failed: {error}")
+    except OperatorSignInError as error:  # your token for this customer (AADSTS50020, 53003, 65001, …)
+        return record("failed", "Entra refused your sign-in to this customer: check that your account is in the "
+                      "security group of the GDAP relationship, that no Conditional Access policy of the customer "
+                      "blocks it, and that the app's Partner Center consent succeeded; then run the onboarding "
+                      "again.", str(error))
     async def withdraw() -> int:
         deleted = await client.withdraw_delegated_grants(customer.tenant_id, principal["id"])
         steps["withdraw delegated grants"] = "done" if deleted else "already"
@@ -168,10 +181,10 @@ async def _checked(customer: Customer, record: Callable[..., OnboardingRecord], 
     await register(customer)
     try:
         await withdraw()
-    except PartnerCallError as error:  # watched and working; the leftover grant is named, with how to remove it
+    except Exception as error:  # noqa: BLE001 - registered and working: ready, with the leftover grant named
         return record("ready", f"Remove authwatch's delegated permissions in {customer.name} (Entra admin center > "
                       "Enterprise applications > authwatch > Permissions): onboarding could not withdraw them.",
-                      f"{error}")
+                      f"withdrawing the delegated grants failed: {type(error).__name__}: {str(error)[:300]}")
     return record("ready")
 
 

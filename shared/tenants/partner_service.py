@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -70,17 +70,40 @@ async def onboard(selected: Sequence[Customer], client: PartnerClient, registry:
                   records: OnboardingRecords, *, app_id: str, app_name: str, config_for: Callable[[Customer], TenantConfig],
                   check: Callable[[TenantConfig], Awaitable[AccessCheck]], now: datetime,
                   concurrency: int = DEFAULT_CONCURRENCY, progress: Progress | None = None) -> list[OnboardingRecord]:
-    """Onboard every selected customer (bounded concurrency) and register the ready ones."""
-    configs = {customer.tenant_id: config_for(customer) for customer in selected}  # bad input fails before any call
+    """Onboard every selected customer (bounded concurrency) and register the ready ones.
+
+    A customer already registered is checked with its stored configuration (what the monitor will use), never with
+    one built from this run's options; a customer whose configuration cannot be built (a name the registry refuses)
+    is `failed` with why, before any call. A record's `EndedReportedAt` survives the attempt while the relationship
+    stays ended, so an ended relationship is still reported only once."""
+    configs: dict[str, TenantConfig] = {}
+    refused: dict[str, str] = {}
+    for customer in selected:
+        stored = await registry.get(customer.tenant_id)
+        try:
+            configs[customer.tenant_id] = stored or config_for(customer)
+        except Exception as error:  # noqa: BLE001 - UsageError/RegistryError: this customer's, named in its record
+            refused[customer.tenant_id] = str(error)[:500]
+    previous = {customer.tenant_id: await records.get(customer.tenant_id) for customer in selected}
 
     async def register(customer: Customer) -> None:
         try:
             await registry.add(configs[customer.tenant_id], now=now)
         except TenantExists:
-            pass  # registered by an earlier run (or by hand): keep its configuration
+            pass  # registered by an earlier run (or by hand): it was checked with that configuration
 
     async def one(customer: Customer) -> OnboardingRecord:
+        if customer.tenant_id in refused:
+            return OnboardingRecord(customer.tenant_id, customer.name, "failed", "Fix the customer's entry (or the "
+                                    "options) and run the onboarding again.", refused[customer.tenant_id], {}, now)
         return await onboard_customer(customer, client, app_id=app_id, app_name=app_name,
                                       check=lambda _: check(configs[customer.tenant_id]), register=register, now=now)
 
-    return await onboard_all(selected, one, records.save, now=now, concurrency=concurrency, progress=progress)
+    async def save(record: OnboardingRecord) -> None:
+        before = previous.get(record.tenant_id)
+        if before is not None and before.ended_reported_at and record.ended_reported_at is None \
+                and record.state in ("in_progress", "relationship_ended"):
+            record = replace(record, ended_reported_at=before.ended_reported_at)
+        await records.save(record)
+
+    return await onboard_all(selected, one, save, now=now, concurrency=concurrency, progress=progress)

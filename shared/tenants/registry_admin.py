@@ -196,12 +196,37 @@ def withdrawal_steps(config: TenantConfig, graph_url: str, *, authority: str = "
             "there) and the app can no longer sign in to the tenant.",
             (login, f"az ad sp delete --id {client}")),
     ]
+    if GDAP_TAG in config.tags:
+        steps = _through_gdap(steps, tenant, client)
     if operator_tenant and operator_tenant.lower() == tenant:
         steps[-1] = onboarding.Step(steps[-1].title, steps[-1].who, steps[-1].scope,
                                     "This is your own tenant, where the app registration lives: keep its enterprise "
                                     "application while authwatch watches other tenants.")
     steps.append(_credential_step(config, others))
     return steps
+
+
+GDAP_TAG = "gdap"  # what `authwatch tenants discover` registers a customer with
+
+
+def _through_gdap(steps: list[onboarding.Step], tenant: str, client: str) -> list[onboarding.Step]:
+    """A customer onboarded through GDAP got Global Reader (no Exchange role group) and its consent from Partner
+    Center: you withdraw both from your side, through the same relationship, without the customer's admins."""
+    role, consent = steps[1], steps[2]
+    # https://learn.microsoft.com/partner-center/developer/control-panel-vendor-apis (Remove consent)
+    revoke = (f"az rest --method DELETE --resource https://api.partnercenter.microsoft.com --url "
+              f"https://api.partnercenter.microsoft.com/v1/customers/{tenant}/applicationconsents/{client}")
+    return [
+        onboarding.Step(f"The Entra role {manifest.GLOBAL_READER.name}",
+                        "you, through GDAP (Privileged Role Administrator), or a Privileged Role Administrator of "
+                        "the tenant", role.scope, f"Onboarding through GDAP gave the app {manifest.GLOBAL_READER.name}"
+                        f": delete that role assignment (roleDefinitionId {manifest.GLOBAL_READER.id}).",
+                        role.commands),
+        onboarding.Step(consent.title + " — given through Partner Center",
+                        "you, in Partner Center (AdminAgents), or an administrator of the tenant", consent.scope,
+                        consent.text + " From your partner tenant, Partner Center's consent API withdraws it too.",
+                        (*consent.commands, revoke)),
+    ]
 
 
 def _credential_step(config: TenantConfig, others: Sequence[TenantConfig]) -> onboarding.Step:

@@ -51,6 +51,17 @@ async def onboarding_states(fleet: Fleet) -> dict[str, dict[str, Any]]:
         await records.close()
 
 
+async def _forget_onboarding(fleet: Fleet, tenant_id: str) -> None:
+    from shared.storage.account import account
+    from shared.tenants.onboarding_records import OnboardingRecords
+
+    records = OnboardingRecords(account(_storage(fleet)).table_service())
+    try:
+        await records.forget(tenant_id)
+    finally:
+        await records.close()
+
+
 def _problem(config: TenantConfig, state: dict[str, Any] | None) -> str | None:
     """What went wrong last, in one line: the unreachable reason, else the registry's last error."""
     if state is not None and state.get("unreachable"):
@@ -137,6 +148,7 @@ async def remove_tenant(fleet: Fleet, tenant_id: str, body: Any = None, *, purge
     await _config(fleet, tenant_id)
     async with registry_admin.TenantRemoval.from_connection_string(_storage(fleet)) as admin:
         removed, deleted = await admin.remove(fleet.registry, tenant_id, purge_tables=PURGED_TABLES if purge else ())
+    await _forget_onboarding(fleet, removed.tenant_id)  # its GDAP onboarding record would still say "ready, watched"
     others = await fleet.registry.list()
     endpoints = fleet.monitor.endpoints
     steps = registry_admin.withdrawal_steps(removed, endpoints.graph, authority=endpoints.authority, others=others,

@@ -288,3 +288,70 @@ def test_the_cli_discovers_onboards_the_selected_and_lists_the_states(
 
     assert main(["tenants", "discover", *common, "--select", "00000000-0000-0000-0000-000000000001"]) == 2
     assert "not a customer of this partner tenant" in capsys.readouterr().err
+
+
+def test_a_customer_refusing_the_operators_sign_in_fails_alone_with_why(make_world: Any) -> None:
+    blocked = CUSTOMER_IDS[5]
+
+    def conditional_access(scenario: dict[str, Any]) -> None:
+        # The customer's Conditional Access blocks the partner's sign-in to it: Entra answers the refresh-token
+        # exchange for that tenant with AADSTS53003 (https://learn.microsoft.com/entra/identity-platform/reference-error-codes).
+        scenario["partner"]["faults"][blocked] = {"token": {"status": 400, "times": 1, "body": {
+            "error": "invalid_grant", "error_codes": [53003],
+            "error_description": "AADSTS53003: Access has been blocked by Conditional Access policies."}}}
+
+    world = make_world(conditional_access)
+
+    async def body(client: Any, registry: Any, records: Any) -> tuple[dict[str, Any], list[str]]:
+        found = await discover(client, registry, records, now=datetime.now(timezone.utc))
+        chosen = [customer for customer in found.customers if customer.tenant_id in (blocked, CUSTOMER_IDS[6])]
+        outcomes = await world.onboard(client, registry, records, chosen)
+        return {record.tenant_id: record for record in outcomes}, [c.tenant_id for c in await registry.list()]
+
+    outcomes, watched = asyncio.run(world.run(body))
+    assert outcomes[blocked].state == "failed" and "AADSTS53003" in outcomes[blocked].detail
+    assert "Conditional Access" in outcomes[blocked].fix and blocked not in watched
+    assert outcomes[CUSTOMER_IDS[6]].state == "ready"  # the others go on
+
+
+def test_removing_a_gdap_customer_forgets_its_record_and_says_how_to_withdraw_from_your_side(
+        world: World, storage_connection_string: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from shared.cli import main
+
+    target = CUSTOMER_IDS[7]
+
+    async def body(client: Any, registry: Any, records: Any) -> str:
+        found = await discover(client, registry, records, now=datetime.now(timezone.utc))
+        [outcome] = await world.onboard(client, registry, records,
+                                        [customer for customer in found.customers if customer.tenant_id == target])
+        return outcome.state
+
+    assert asyncio.run(world.run(body)) == "ready"
+    monkeypatch.setenv("AUTHWATCH_STORAGE_CONNECTION_STRING", storage_connection_string)
+    assert main(["tenants", "remove", target, "--yes", "-o", "json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    commands = [command for step in answer["withdraw"] for command in step["commands"]]
+    assert any(f"/v1/customers/{target}/applicationconsents/{world.app_id}" in command for command in commands)
+    assert not any("Remove-RoleGroupMember" in command for command in commands)  # GDAP gave Global Reader instead
+
+    async def stored(client: Any, registry: Any, records: Any) -> Any:
+        return await records.get(target)
+
+    assert asyncio.run(world.run(stored)) is None  # no longer listed as "ready, watched"
+
+
+def test_onboarding_an_ended_customer_again_does_not_report_it_twice(world: World) -> None:
+    async def body(client: Any, registry: Any, records: Any) -> tuple[Any, Any, Any]:
+        spec = CredentialSpec.from_json({"mode": "secret", "clientId": world.app_id, "secretSetting": SECRET_SETTING})
+        await registry.add(TenantConfig(tenant_id=TERMINATED_ID, display_name="Trey Research", credential=spec))
+        first = await discover(client, registry, records, now=datetime.now(timezone.utc))
+        ended = [customer for customer in first.customers if customer.tenant_id == TERMINATED_ID]
+        [outcome] = await world.onboard(client, registry, records, ended)
+        again = await discover(client, registry, records, now=datetime.now(timezone.utc))
+        return first, outcome, again
+
+    first, outcome, again = asyncio.run(world.run(body))
+    assert [customer.tenant_id for customer in first.ended_now] == [TERMINATED_ID]
+    assert outcome.state == "relationship_ended"
+    assert again.ended_now == [] and again.records[TERMINATED_ID].ended_reported_at is not None
