@@ -56,7 +56,8 @@ def add_parsers(actions: Any) -> None:
                     "--purge, which deletes its state, results, history, open alerts and delivery records. Asks "
                     "for the tenant's id or name on a terminal; elsewhere --yes is required. Then prints what the "
                     "tenant's admins withdraw: the Exchange role group membership, the Global Reader role, the app's "
-                    "enterprise application (its admin consent). Exit status: 0 removed, 1 not confirmed, 2 bad "
+                    "enterprise application (its admin consent); for a customer onboarded through GDAP, Global "
+                    "Reader and the Partner Center consent, which you withdraw from your side. Exit status: 0 removed, 1 not confirmed, 2 bad "
                     "input (or no --yes without a terminal).")
     remove.add_argument("tenant", metavar="ID", help="the tenant: id (GUID), display name or verified domain")
     remove.add_argument("--purge", action="store_true", help="delete its history too (cannot be undone)")

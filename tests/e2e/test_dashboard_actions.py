@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import os
 import random
 import re
 import time
@@ -21,12 +20,9 @@ from typing import Any, Iterator
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install -y chromium; CI installs it)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api",
-                               reason="playwright is not installed (pip install -r requirements-dev.txt)")
+from tests.e2e.browser import CHROMIUM, require_chromium  # noqa: E402
+
+sync_api = require_chromium()
 
 from shared.cli.demo_data import running_demo  # noqa: E402
 from shared.cli.serve import DashboardServer  # noqa: E402

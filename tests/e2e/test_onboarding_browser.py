@@ -6,19 +6,15 @@ ready one. The page is reached from the header's navigation, like a person would
 from __future__ import annotations
 
 import asyncio
-import os
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install -y chromium; CI installs it)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api",
-                               reason="playwright is not installed (pip install -r requirements-dev.txt)")
+from tests.e2e.browser import CHROMIUM, require_chromium  # noqa: E402
+
+sync_api = require_chromium()
 
 from shared.cli.serve import DashboardServer  # noqa: E402
 from shared.storage.account import account  # noqa: E402
