@@ -28,7 +28,7 @@ from shared.cli.output import add_output
 from shared.cli.tenant_config import tenant_config  # the same defaults and checks as `tenants add`
 from shared.collect.credentials import MODES
 from shared.collect.operator import OperatorSignIn, OperatorSignInError
-from shared.collect.partner import GRAPH_SCOPE, PartnerCallError, PartnerClient
+from shared.collect.partner import GRAPH_SCOPE, PARTNER_CENTER_SCOPE, PartnerCallError, PartnerClient
 from shared.settings import SettingsError, endpoints_from_env
 from shared.storage.account import account
 from shared.tenants import onboarding
@@ -148,6 +148,7 @@ async def run_partner(run: PartnerRun, env: Mapping[str, str], endpoints: Any, s
             _print_discovery(found)
         wanted = _selection(found, run.selected, run.onboard)
         if wanted:
+            await operator.token(PARTNER_CENTER_SCOPE)  # its consent (AdminAgents, MFA) fails here, not 300 times
             if text:
                 print(f"\nOnboarding {len(wanted)} customer(s), {run.concurrency} at a time …", flush=True)
             outcomes = await onboard(
@@ -189,7 +190,10 @@ def _selection(found: Discovery, selected: list[str], onboarding_wanted: bool) -
         raise UsageError(f"not a customer of this partner tenant (no GDAP relationship): {', '.join(unknown)}")
     if selected:
         return [by_id[tenant_id] for tenant_id in dict.fromkeys(selected)]
-    return [customer for customer in found.customers if not customer.watched and customer.active]
+    removed = {tenant_id for tenant_id, record in found.records.items() if record.state == "removed"}
+    # --add-all: every active customer not watched, except those you removed (name them to watch them again)
+    return [customer for customer in found.customers
+            if not customer.watched and customer.active and customer.tenant_id not in removed]
 
 
 def _print_discovery(found: Discovery) -> None:
@@ -226,7 +230,9 @@ def _note(customer: Customer, record: OnboardingRecord | None) -> str:
         notes.append("relationship ends within 30 days and does not auto-extend")
     if customer.unknown_statuses:
         notes.append(f"unknown relationship status {', '.join(customer.unknown_statuses)}")
-    if record is not None and record.state != "ready" and not customer.watched:
+    if record is not None and record.state == "removed" and not customer.watched:
+        notes.append("removed: --add-all leaves it alone")
+    elif record is not None and record.state != "ready" and not customer.watched:
         notes.append(f"onboarding: {record.state.replace('_', ' ')}")
     return "; ".join(notes)
 

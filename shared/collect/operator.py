@@ -50,7 +50,12 @@ async def _in_daemon_thread(method: Callable[..., Any], *args: Any, **kwargs: An
 
 
 class OperatorSignInError(Exception):
-    """The operator's sign-in failed, was declined, or took longer than the deadline."""
+    """The operator's sign-in failed, was declined, or took longer than the deadline; `tenant_id` is the customer
+    tenant it was for (None: the partner tenant itself, which stops the whole run)."""
+
+    def __init__(self, message: str, tenant_id: str | None = None) -> None:
+        super().__init__(message)
+        self.tenant_id = tenant_id
 
 
 Prompt = Callable[[str, str, datetime], None]  # (verification uri, user code, expires on)
@@ -94,9 +99,9 @@ class OperatorSignIn:
         try:
             return await asyncio.wait_for(_in_daemon_thread(method, *args, **kwargs), deadline)
         except TimeoutError:
-            raise OperatorSignInError(f"no answer from the sign-in within {deadline:g} s") from None
+            raise OperatorSignInError(f"no answer from the sign-in within {deadline:g} s", where) from None
         except ClientAuthenticationError as error:  # AuthenticationRequiredError is one: a second prompt was needed
-            raise OperatorSignInError(_reason(error, where)) from None
+            raise OperatorSignInError(_reason(error, where), where) from None
 
     def close(self) -> None:
         close = getattr(self._credential, "close", None)

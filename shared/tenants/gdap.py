@@ -163,6 +163,10 @@ def customers(relationships: Iterable[Mapping[str, Any]], watched: Iterable[str]
     authwatch already watches. Raises RelationshipError for a relationship it cannot read."""
     by_customer: dict[str, list[Relationship]] = {}
     for item in relationships:
+        if item.get("status") in PENDING and not isinstance(item.get("customer"), Mapping):
+            # An invitation not yet accepted: Graph fills `customer` "by the system after the customer approves"
+            # (resources/delegatedadminrelationship). Nobody to onboard yet; not an unreadable relationship.
+            continue
         relationship = Relationship.from_graph(item)
         by_customer.setdefault(relationship.customer_id, []).append(relationship)
     watched_ids = {tenant_id.lower() for tenant_id in watched}

@@ -14,6 +14,8 @@ States:
   failed                 a call failed for another reason (why: in `detail`)
   in_progress            an attempt started and has not finished (a crash leaves this; a re-run resumes)
   relationship_ended     a watched customer's GDAP relationships all ended (offboarding)
+  removed                removed with `authwatch tenants remove`: `discover --add-all` leaves it alone (naming it in
+                         `--select` or `onboard --tenant` watches it again)
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from shared.tenants.config import as_utc, tenant_key
 from shared.tenants.registry import TABLE
 
 PARTITION = "onboarding"
-STATES = ("ready", "missing_exchange_role", "lacks_role", "failed", "in_progress", "relationship_ended")
+STATES = ("ready", "missing_exchange_role", "lacks_role", "failed", "in_progress", "relationship_ended", "removed")
 MAX_TEXT = 2_000  # a fix or a reason: Microsoft's messages are one or two sentences; bounded anyway
 MAX_RECORDS = 50_000
 

@@ -157,6 +157,8 @@ async def onboard_customer(customer: Customer, client: PartnerClient, *, app_id:
                if error.refused else "Run the onboarding again; the steps already done are not repeated.")
         return record("failed", fix, f"{step} failed: {error}")
     except OperatorSignInError as error:  # your token for this customer (AADSTS50020, 53003, 65001, …)
+        if error.tenant_id is None:
+            raise  # the partner tenant's (Partner Center's) token: nothing about this customer; the run stops
         return record("failed", "Entra refused your sign-in to this customer: check that your account is in the "
                       "security group of the GDAP relationship, that no Conditional Access policy of the customer "
                       "blocks it, and that the app's Partner Center consent succeeded; then run the onboarding "
@@ -192,7 +194,8 @@ async def onboard_all(selected: Sequence[Customer], onboard: Callable[[Customer]
                       save: Callable[[OnboardingRecord], Awaitable[None]], *, now: datetime,
                       concurrency: int = DEFAULT_CONCURRENCY, progress: Progress | None = None) -> list[OnboardingRecord]:
     """Every selected customer, `concurrency` at a time; each one's record saved `in_progress` first and with its
-    outcome after, so a run that stops part-way is finished by running it again."""
+    outcome after, so a run that stops part-way is finished by running it again. Raises OperatorSignInError when
+    the operator's own (partner tenant) sign-in fails."""
     gate = asyncio.Semaphore(max(1, concurrency))
     done: list[OnboardingRecord] = []
 
@@ -201,6 +204,8 @@ async def onboard_all(selected: Sequence[Customer], onboard: Callable[[Customer]
             await save(OnboardingRecord(customer.tenant_id, customer.name, "in_progress", updated_at=now))
             try:
                 outcome = await onboard(customer)
+            except OperatorSignInError:
+                raise  # your own sign-in failed: every customer would fail the same way
             except Exception as error:  # noqa: BLE001 - one customer's surprise must not stop the others
                 outcome = OnboardingRecord(customer.tenant_id, customer.name, "failed",
                                            "Run the onboarding again; report this if it repeats.",
@@ -211,4 +216,11 @@ async def onboard_all(selected: Sequence[Customer], onboard: Callable[[Customer]
                 progress(len(done), len(selected), outcome)
             return outcome
 
-    return list(await asyncio.gather(*(one(customer) for customer in selected)))
+    # Your own sign-in failing (the only error `one` lets through) stops the run: the customers not yet finished
+    # keep their `in_progress` record, which the next run resumes.
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(customer)) for customer in selected]
+    except* OperatorSignInError as failures:
+        raise failures.exceptions[0] from None
+    return [task.result() for task in tasks]

@@ -56,6 +56,18 @@ async def discover(client: PartnerClient, registry: TenantRegistry, records: Onb
     discovery = Discovery(found, {record.tenant_id: record for record in stored})
     for customer in found:
         record = discovery.records.get(customer.tenant_id)
+        if record is not None and record.state == "relationship_ended" and customer.active:
+            # Renewed: no longer ended, and a next ending is reported again. Watched: ready (its own consent and roles
+            # never depended on the relationship); not watched any more: just a customer to onboard, no record.
+            if customer.watched:
+                renewed = OnboardingRecord(customer.tenant_id, customer.name, "ready", "",
+                                           "the GDAP relationship was renewed", record.steps, now)
+                await records.save(renewed)
+                discovery.records[customer.tenant_id] = renewed
+            else:
+                await records.forget(customer.tenant_id)
+                del discovery.records[customer.tenant_id]
+            continue
         if customer.watched and customer.ended and (record is None or record.ended_reported_at is None):
             ended = OnboardingRecord(customer.tenant_id, customer.name, "relationship_ended", ended_fix(customer),
                                      "every GDAP relationship with this customer has ended",
@@ -96,8 +108,13 @@ async def onboard(selected: Sequence[Customer], client: PartnerClient, registry:
         if customer.tenant_id in refused:
             return OnboardingRecord(customer.tenant_id, customer.name, "failed", "Fix the customer's entry (or the "
                                     "options) and run the onboarding again.", refused[customer.tenant_id], {}, now)
-        return await onboard_customer(customer, client, app_id=app_id, app_name=app_name,
-                                      check=lambda _: check(configs[customer.tenant_id]), register=register, now=now)
+        outcome = await onboard_customer(customer, client, app_id=app_id, app_name=app_name,
+                                         check=lambda _: check(configs[customer.tenant_id]), register=register,
+                                         now=now)
+        if outcome.state == "ready" and not configs[customer.tenant_id].enabled:
+            return replace(outcome, fix=f"It is registered but disabled, so not evaluated: `authwatch tenants "
+                           f"enable {customer.tenant_id}`.")
+        return outcome
 
     async def save(record: OnboardingRecord) -> None:
         before = previous.get(record.tenant_id)

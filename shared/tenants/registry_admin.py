@@ -196,12 +196,12 @@ def withdrawal_steps(config: TenantConfig, graph_url: str, *, authority: str = "
             "there) and the app can no longer sign in to the tenant.",
             (login, f"az ad sp delete --id {client}")),
     ]
-    if GDAP_TAG in config.tags:
-        steps = _through_gdap(steps, tenant, client)
     if operator_tenant and operator_tenant.lower() == tenant:
         steps[-1] = onboarding.Step(steps[-1].title, steps[-1].who, steps[-1].scope,
                                     "This is your own tenant, where the app registration lives: keep its enterprise "
                                     "application while authwatch watches other tenants.")
+    elif GDAP_TAG in config.tags:
+        steps = _through_gdap(steps, tenant, client, operator_tenant)
     steps.append(_credential_step(config, others))
     return steps
 
@@ -209,23 +209,30 @@ def withdrawal_steps(config: TenantConfig, graph_url: str, *, authority: str = "
 GDAP_TAG = "gdap"  # what `authwatch tenants discover` registers a customer with
 
 
-def _through_gdap(steps: list[onboarding.Step], tenant: str, client: str) -> list[onboarding.Step]:
-    """A customer onboarded through GDAP got Global Reader (no Exchange role group) and its consent from Partner
-    Center: you withdraw both from your side, through the same relationship, without the customer's admins."""
-    role, consent = steps[1], steps[2]
-    # https://learn.microsoft.com/partner-center/developer/control-panel-vendor-apis (Remove consent)
-    revoke = (f"az rest --method DELETE --resource https://api.partnercenter.microsoft.com --url "
-              f"https://api.partnercenter.microsoft.com/v1/customers/{tenant}/applicationconsents/{client}")
+def _through_gdap(steps: list[onboarding.Step], tenant: str, client: str,
+                  operator_tenant: str | None) -> list[onboarding.Step]:
+    """A customer onboarded through GDAP got Global Reader and its consent from Partner Center: both can be withdrawn
+    from your side, through the same relationship. The Exchange role group step stays, for a customer moved to it."""
+    exchange, role, consent = steps
+    # https://learn.microsoft.com/partner-center/developer/control-panel-vendor-apis (Remove consent): a Partner
+    # Center token is your partner tenant's, so this is its own step, signed in there.
+    revoke = onboarding.Step(
+        "Or, from your partner tenant: withdraw the Partner Center consent", "you (AdminAgents) in Partner Center",
+        consent.scope, "Instead of deleting the enterprise application in the customer tenant, withdraw the consent "
+        "onboarding gave through Partner Center's consent API.",
+        (f"az login --tenant {operator_tenant or '<your partner tenant id>'} --allow-no-subscriptions",
+         f"az rest --method DELETE --resource https://api.partnercenter.microsoft.com --url "
+         f"https://api.partnercenter.microsoft.com/v1/customers/{tenant}/applicationconsents/{client}"))
     return [
+        onboarding.Step(exchange.title + " — only if you moved it to the role group instead of Global Reader",
+                        exchange.who, exchange.scope, exchange.text, exchange.commands),
         onboarding.Step(f"The Entra role {manifest.GLOBAL_READER.name}",
                         "you, through GDAP (Privileged Role Administrator), or a Privileged Role Administrator of "
                         "the tenant", role.scope, f"Onboarding through GDAP gave the app {manifest.GLOBAL_READER.name}"
                         f": delete that role assignment (roleDefinitionId {manifest.GLOBAL_READER.id}).",
                         role.commands),
-        onboarding.Step(consent.title + " — given through Partner Center",
-                        "you, in Partner Center (AdminAgents), or an administrator of the tenant", consent.scope,
-                        consent.text + " From your partner tenant, Partner Center's consent API withdraws it too.",
-                        (*consent.commands, revoke)),
+        consent,
+        revoke,
     ]
 
 

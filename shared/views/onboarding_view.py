@@ -14,11 +14,11 @@ from azure.core.exceptions import ResourceNotFoundError
 from shared.tenants.onboarding_records import MAX_RECORDS, STATES, OnboardingRecord, OnboardingRecords
 
 # Worst first: what needs the operator most comes first, ready last (a customer watched, nothing to do).
-ORDER = ("failed", "lacks_role", "missing_exchange_role", "relationship_ended", "in_progress", "ready")
+ORDER = ("failed", "lacks_role", "missing_exchange_role", "relationship_ended", "in_progress", "ready", "removed")
 # What the dashboard, the report and the CLI's readers call each state.
 LABELS = {"ready": "Ready", "missing_exchange_role": "Needs the Exchange role",
           "lacks_role": "Relationship lacks a role", "failed": "Failed", "in_progress": "In progress",
-          "relationship_ended": "Relationship ended"}
+          "relationship_ended": "Relationship ended", "removed": "Removed (not watched)"}
 EMPTY = "No GDAP onboarding yet: run `authwatch tenants discover`."
 assert set(ORDER) == set(STATES) == set(LABELS), "every onboarding state needs its place and its label"
 
@@ -26,7 +26,7 @@ assert set(ORDER) == set(STATES) == set(LABELS), "every onboarding state needs i
 def one_fix(record: OnboardingRecord) -> str:
     """The one thing to do for this customer ("" when it is ready and clean). A row written without a fix (an attempt that
     never finished is saved `in_progress` with none) still gets one: nobody is left with a state and no next step."""
-    if record.state == "ready":
+    if record.state in ("ready", "removed"):
         return record.fix  # usually none; a leftover onboarding grant onboarding could not withdraw has one
     if record.fix:
         return record.fix
@@ -45,7 +45,7 @@ def overview_of(records: list[OnboardingRecord], *, truncated: bool = False) -> 
     for record in records:
         counts[record.state] += 1
     rows = [{**record.to_json(), "fix": one_fix(record), "label": LABELS[record.state],
-             "needsFix": record.state != "ready" or bool(record.fix)} for record in ordered]
+             "needsFix": record.state not in ("ready", "removed") or bool(record.fix)} for record in ordered]
     return {
         "customers": rows,
         "counts": counts,

@@ -23,7 +23,7 @@ ONBOARDING_CSV_COLUMNS = ("section", "tenant_id", "tenant_name", "state", "state
                           "updated_at")
 # The report's status colours (report_html.py's s-* classes) for each onboarding state.
 _COLOUR = {"ready": "pass", "in_progress": "pending", "relationship_ended": "unknown", "failed": "fail",
-           "lacks_role": "fail", "missing_exchange_role": "fail"}
+           "lacks_role": "fail", "missing_exchange_role": "fail", "removed": "unknown"}
 _STR, _NULL_STR = {"type": "string"}, {"type": ["string", "null"]}
 ONBOARDING_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["customers", "counts", "needsFix"],

@@ -10,6 +10,7 @@ added by hand or imported). Inputs are validated here; BadRequest → 400, Looku
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from shared.tenants import fleet_import, registry_admin
 from shared.tenants.config import TenantConfig
 from shared.views.api import STATUS_ORDER, BadRequest, _config, _status, _summary, _why_unreachable
 
+log = logging.getLogger("authwatch.tenants")
 READ_CONCURRENCY = 16  # one partition query (two for an evaluated tenant) per tenant: concurrent, bounded
 SHOWN_HISTORY = 10
 # A purge deletes the tenant's partition in each: its state, results and history; its open alerts; its deliveries.
@@ -51,13 +53,24 @@ async def onboarding_states(fleet: Fleet) -> dict[str, dict[str, Any]]:
         await records.close()
 
 
-async def _forget_onboarding(fleet: Fleet, tenant_id: str) -> None:
+async def _mark_removed(fleet: Fleet, removed: TenantConfig) -> None:
+    """A GDAP customer's onboarding record becomes `removed` (shown as not watched; `discover --add-all` leaves it
+    alone). Best effort: the removal is done and its withdrawal steps must reach the operator whatever happens here."""
+    from datetime import timezone
+
     from shared.storage.account import account
-    from shared.tenants.onboarding_records import OnboardingRecords
+    from shared.tenants.onboarding_records import OnboardingRecord, OnboardingRecords
 
     records = OnboardingRecords(account(_storage(fleet)).table_service())
     try:
-        await records.forget(tenant_id)
+        if await records.get(removed.tenant_id) is not None or registry_admin.GDAP_TAG in removed.tags:
+            await records.save(OnboardingRecord(
+                removed.tenant_id, removed.display_name, "removed",
+                f"Not watched: removed with `authwatch tenants remove`. `authwatch tenants onboard --tenant "
+                f"{removed.tenant_id}` watches it again.", updated_at=datetime.now(timezone.utc)))
+    except Exception as error:  # noqa: BLE001 - logged; the answer (what to withdraw) still goes out
+        log.warning("onboarding record not updated", extra={"tenant_id": removed.tenant_id,
+                                                            "error": type(error).__name__})
     finally:
         await records.close()
 
@@ -148,7 +161,7 @@ async def remove_tenant(fleet: Fleet, tenant_id: str, body: Any = None, *, purge
     await _config(fleet, tenant_id)
     async with registry_admin.TenantRemoval.from_connection_string(_storage(fleet)) as admin:
         removed, deleted = await admin.remove(fleet.registry, tenant_id, purge_tables=PURGED_TABLES if purge else ())
-    await _forget_onboarding(fleet, removed.tenant_id)  # its GDAP onboarding record would still say "ready, watched"
+    await _mark_removed(fleet, removed)  # else its record says "ready, watched", and `discover --add-all` re-adds it
     others = await fleet.registry.list()
     endpoints = fleet.monitor.endpoints
     steps = registry_admin.withdrawal_steps(removed, endpoints.graph, authority=endpoints.authority, others=others,

@@ -314,7 +314,7 @@ def test_a_customer_refusing_the_operators_sign_in_fails_alone_with_why(make_wor
     assert outcomes[CUSTOMER_IDS[6]].state == "ready"  # the others go on
 
 
-def test_removing_a_gdap_customer_forgets_its_record_and_says_how_to_withdraw_from_your_side(
+def test_a_removed_gdap_customer_stays_out_of_add_all_and_is_told_how_to_withdraw_from_your_side(
         world: World, storage_connection_string: str, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     from shared.cli import main
@@ -332,13 +332,22 @@ def test_removing_a_gdap_customer_forgets_its_record_and_says_how_to_withdraw_fr
     assert main(["tenants", "remove", target, "--yes", "-o", "json"]) == 0
     answer = json.loads(capsys.readouterr().out)
     commands = [command for step in answer["withdraw"] for command in step["commands"]]
-    assert any(f"/v1/customers/{target}/applicationconsents/{world.app_id}" in command for command in commands)
-    assert not any("Remove-RoleGroupMember" in command for command in commands)  # GDAP gave Global Reader instead
+    steps = {step["title"]: step for step in answer["withdraw"]}
+    revoke = next(step for title, step in steps.items() if title.startswith("Or, from your partner tenant"))
+    assert revoke["commands"][0].startswith("az login --tenant")  # a Partner Center token is the partner tenant's
+    assert f"/v1/customers/{target}/applicationconsents/{world.app_id}" in revoke["commands"][1]
+    assert any(title.startswith("The Entra role Global Reader") for title in steps)
+    assert any("only if you moved it to the role group" in title for title in steps)
 
-    async def stored(client: Any, registry: Any, records: Any) -> Any:
-        return await records.get(target)
+    async def after(client: Any, registry: Any, records: Any) -> tuple[Any, list[str]]:
+        found = await discover(client, registry, records, now=datetime.now(timezone.utc))
+        from shared.cli.tenants_partner import _selection
 
-    assert asyncio.run(world.run(stored)) is None  # no longer listed as "ready, watched"
+        return await records.get(target), [customer.tenant_id for customer in _selection(found, [], True)]
+
+    record, add_all = asyncio.run(world.run(after))
+    assert record.state == "removed" and f"onboard --tenant {target}" in record.fix  # not "ready, watched"
+    assert target not in add_all and CUSTOMER_IDS[8] in add_all  # --add-all leaves it alone, takes the others
 
 
 def test_onboarding_an_ended_customer_again_does_not_report_it_twice(world: World) -> None:
@@ -355,3 +364,46 @@ def test_onboarding_an_ended_customer_again_does_not_report_it_twice(world: Worl
     assert [customer.tenant_id for customer in first.ended_now] == [TERMINATED_ID]
     assert outcome.state == "relationship_ended"
     assert again.ended_now == [] and again.records[TERMINATED_ID].ended_reported_at is not None
+
+
+def test_a_renewed_relationship_clears_the_ended_report(make_world: Any, simulator_for: Any,
+                                                        storage_connection_string: str) -> None:
+    """Ended (reported once), then renewed: the record no longer says ended, so a later ending is reported again."""
+    world = make_world()
+
+    async def ended(client: Any, registry: Any, records: Any) -> Any:
+        spec = CredentialSpec.from_json({"mode": "secret", "clientId": world.app_id, "secretSetting": SECRET_SETTING})
+        await registry.add(TenantConfig(tenant_id=TERMINATED_ID, display_name="Trey Research", credential=spec))
+        return await discover(client, registry, records, now=datetime.now(timezone.utc))
+
+    assert [customer.tenant_id for customer in asyncio.run(world.run(ended)).ended_now] == [TERMINATED_ID]
+
+    renewed = msp_scenario()  # the same partner the next day: the relationship with Trey Research is active again
+    for relationship in renewed["partner"]["relationships"]:
+        if relationship["customerTenantId"] == TERMINATED_ID:
+            relationship["status"] = "active"
+            relationship["endDateTime"] = "2028-12-06T00:00:00Z"
+    later = World(simulator_for(renewed), storage_connection_string, renewed)
+
+    async def again(client: Any, registry: Any, records: Any) -> Any:
+        return await discover(client, registry, records, now=datetime.now(timezone.utc))
+
+    found = asyncio.run(later.run(again))
+    record = found.records[TERMINATED_ID]
+    assert found.ended_now == [] and record.state == "ready" and record.ended_reported_at is None
+    assert record.detail == "the GDAP relationship was renewed"
+
+
+def test_a_disabled_customer_is_ready_with_the_fix_to_enable_it(world: World) -> None:
+    disabled = CUSTOMER_IDS[9]
+
+    async def body(client: Any, registry: Any, records: Any) -> Any:
+        spec = CredentialSpec.from_json({"mode": "secret", "clientId": world.app_id, "secretSetting": SECRET_SETTING})
+        await registry.add(TenantConfig(tenant_id=disabled, display_name="Relecloud", credential=spec, enabled=False))
+        found = await discover(client, registry, records, now=datetime.now(timezone.utc))
+        [outcome] = await world.onboard(client, registry, records,
+                                        [customer for customer in found.customers if customer.tenant_id == disabled])
+        return outcome
+
+    outcome = asyncio.run(world.run(body))
+    assert outcome.state == "ready" and f"authwatch tenants enable {disabled}" in outcome.fix

@@ -80,3 +80,15 @@ def test_an_unknown_status_is_shown_and_never_counts_as_active() -> None:
     [customer] = customers([relationship(A, "Alpha", status="unknownFutureValue")], [], now=NOW)
     assert customer.unknown_statuses == ("unknownFutureValue",)
     assert not customer.active and customer.missing_roles == () and not customer.ended
+
+
+def test_an_invitation_not_yet_accepted_has_no_customer_and_is_left_out() -> None:
+    # Graph fills `customer` "by the system after the customer approves" (resources/delegatedadminrelationship).
+    invitation = relationship(A, "Alpha", status="approvalPending", ends=None)
+    invitation["customer"] = None
+    [customer] = customers([invitation, relationship(B, "Beta")], [], now=NOW)
+    assert customer.tenant_id == B
+    active_without_customer = relationship(A, "Alpha")
+    active_without_customer["customer"] = None
+    with pytest.raises(RelationshipError):  # an active relationship must name its customer: fail closed
+        customers([active_without_customer], [], now=NOW)

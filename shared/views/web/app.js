@@ -1177,12 +1177,13 @@
   // --- onboarding view ----------------------------------------------------------------------------------------------
   // GET onboarding (shared/views/onboarding_view.py): every GDAP customer's onboarding state and its one fix, those
   // needing a fix first (the API's order, kept). States and their words are the report's (report_onboarding.py).
-  var ONBOARDING_ORDER = ["failed", "lacks_role", "missing_exchange_role", "relationship_ended", "in_progress", "ready"];
+  var ONBOARDING_ORDER = ["failed", "lacks_role", "missing_exchange_role", "relationship_ended", "in_progress", "ready",
+                          "removed"];
   var ONBOARDING_LABEL = { ready: "Ready", missing_exchange_role: "Needs the Exchange role",
                            lacks_role: "Relationship lacks a role", failed: "Failed", in_progress: "In progress",
-                           relationship_ended: "Relationship ended" };
+                           relationship_ended: "Relationship ended", removed: "Removed (not watched)" };
   var ONBOARDING_COLOUR = { ready: "pass", in_progress: "pending", relationship_ended: "unknown", failed: "fail",
-                            lacks_role: "fail", missing_exchange_role: "fail" };
+                            lacks_role: "fail", missing_exchange_role: "fail", removed: "unknown" };
   var onboardingShown = false;
 
   function showOnboarding() {
