@@ -407,3 +407,38 @@ def test_a_disabled_customer_is_ready_with_the_fix_to_enable_it(world: World) ->
 
     outcome = asyncio.run(world.run(body))
     assert outcome.state == "ready" and f"authwatch tenants enable {disabled}" in outcome.fix
+
+
+def test_your_own_partner_center_sign_in_failing_stops_the_run_before_any_customer(
+        make_world: Any, storage_connection_string: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from shared.cli import main
+
+    def no_partner_center(scenario: dict[str, Any]) -> None:
+        # The device-code sign-in works (the first token request); the Partner Center token that follows is refused,
+        # as Entra does when its user_impersonation was never consented in the partner tenant.
+        scenario["partner"]["faults"][PARTNER_TENANT_ID] = {"token": {"skip": 1, "times": 5, "status": 400, "body": {
+            "error": "invalid_grant", "error_codes": [65001],
+            "error_description": "AADSTS65001: The user or administrator has not consented to use the application."}}}
+
+    world = make_world(no_partner_center)
+    for name, value in {"AUTHWATCH_STORAGE_CONNECTION_STRING": storage_connection_string,
+                        "AUTHWATCH_AUTHORITY_HOST": world.sim.url, "AUTHWATCH_GRAPH_URL": world.sim.graph_url,
+                        "AUTHWATCH_PARTNER_CENTER_URL": world.sim.url, "AUTHWATCH_CA_BUNDLE": world.sim.ca_path,
+                        **world.env}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["tenants", "discover", "--partner-tenant", PARTNER_TENANT_ID, "--client-id", world.app_id,
+                 "--credential-mode", "secret", "--secret-setting", SECRET_SETTING, "--add-all"]) == 2
+    assert "sign-in to the partner tenant failed: AADSTS65001" in capsys.readouterr().err
+    statuses = [(entry["endpoint"], entry["status"]) for entry in world.sim.requests_log]
+    assert ("partnerCenter.consent", 201) not in statuses and not any(
+        endpoint == "partnerCenter.consent" for endpoint, _ in statuses)  # no customer was touched
+
+    async def stored() -> list[Any]:
+        records = OnboardingRecords(world.storage.table_service())
+        try:
+            return [record for record in await records.all() if record.tenant_id in CUSTOMER_IDS]
+        finally:
+            await records.close()
+
+    assert asyncio.run(stored()) == []  # no record half-written either
