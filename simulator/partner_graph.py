@@ -98,12 +98,7 @@ def h_relationships(ctx: GraphContext, call: GraphCall, partner: dict[str, Any])
     with ctx.state.lock:
         items = [_relationship(ctx, r) for r in partner["relationships"]]
     if "id" in call.params:
-        fields = parse_select(call.query.get("$select"))
-        found = next((i for i in items if i["id"] == call.params["id"].lower()), None)
-        if found is None:
-            return not_found(call, call.params["id"])
-        return ok({"@odata.context": f"{ctx.graph_url}/$metadata#delegatedAdminRelationships/$entity",
-                   **select(found, fields)})
+        return _one(ctx, call, items, "delegatedAdminRelationships")
     _top(call)
     if "$filter" in call.query:
         for field, value in _filter(call.query["$filter"]):
@@ -117,14 +112,18 @@ def h_customers(ctx: GraphContext, call: GraphCall, partner: dict[str, Any]) -> 
     with ctx.state.lock:
         items = _customers(ctx, partner)
     if "id" in call.params:
-        fields = parse_select(call.query.get("$select"))
-        found = next((i for i in items if i["id"] == call.params["id"].lower()), None)
-        if found is None:
-            return not_found(call, call.params["id"])
-        return ok({"@odata.context": f"{ctx.graph_url}/$metadata#delegatedAdminCustomers/$entity",
-                   **select(found, fields)})
+        return _one(ctx, call, items, "delegatedAdminCustomers")
     _top(call)
     return _page(ctx, call, items, MAX_TOP, "delegatedAdminCustomers")
+
+
+def _one(ctx: GraphContext, call: GraphCall, items: list[dict[str, Any]], entity_set: str) -> SimResponse:
+    """``GET …/{entity_set}/{id}[?$select=…]``: the item, or Graph's 404."""
+    found = next((i for i in items if i["id"] == call.params["id"].lower()), None)
+    if found is None:
+        return not_found(call, call.params["id"])
+    return ok({"@odata.context": f"{ctx.graph_url}/$metadata#{entity_set}/$entity",
+               **select(found, parse_select(call.query.get("$select")))})
 
 
 _PARTNER_OPTIONS = frozenset({"$select", "$top", "$skiptoken", "$filter"})
