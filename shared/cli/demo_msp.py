@@ -68,24 +68,11 @@ def _demo_prompt(uri: str, code: str, _expires: Any) -> None:
 
 
 def _ended_again(partner: str, client_id: str, endpoints: MicrosoftEndpoints, storage: Any) -> int:
-    from shared.collect.operator import OperatorSignIn
-    from shared.collect.partner import GRAPH_SCOPE, PartnerClient
-    from shared.tenants.onboarding_records import OnboardingRecords
-    from shared.tenants.partner_service import discover
-    from shared.tenants.registry import TenantRegistry
+    from shared.tenants.partner_service import discover, partner_session
 
     async def go() -> int:
-        operator = OperatorSignIn(client_id, partner, endpoints, _demo_prompt)
-        client = PartnerClient(endpoints, operator.token)
-        registry, records = TenantRegistry(storage.table_service()), OnboardingRecords(storage.table_service())
-        try:
-            await operator.sign_in(GRAPH_SCOPE)
-            found = await discover(client, registry, records, now=datetime.now(timezone.utc))
+        async with partner_session(client_id, partner, endpoints, storage, _demo_prompt) as session:
+            found = await discover(session.client, session.registry, session.records, now=datetime.now(timezone.utc))
             return len(found.ended_now)
-        finally:
-            await client.aclose()
-            operator.close()
-            await records.close()
-            await registry.close()
 
     return asyncio.run(go())

@@ -27,15 +27,15 @@ from shared.cli.errors import UsageError
 from shared.cli.output import add_output
 from shared.cli.tenant_config import tenant_config  # the same defaults and checks as `tenants add`
 from shared.collect.credentials import MODES
-from shared.collect.operator import OperatorSignIn, OperatorSignInError
-from shared.collect.partner import GRAPH_SCOPE, PARTNER_CENTER_SCOPE, PartnerCallError, PartnerClient
+from shared.collect.operator import OperatorSignInError
+from shared.collect.partner import PARTNER_CENTER_SCOPE, PartnerCallError
 from shared.settings import SettingsError, endpoints_from_env
 from shared.storage.account import account
 from shared.tenants import onboarding
 from shared.tenants.config import TenantConfig, tenant_key
 from shared.tenants.gdap import Customer, RelationshipError
-from shared.tenants.onboarding_records import OnboardingRecord, OnboardingRecords
-from shared.tenants.partner_service import Discovery, discover, onboard
+from shared.tenants.onboarding_records import OnboardingRecord
+from shared.tenants.partner_service import Discovery, discover, onboard, partner_session
 from shared.tenants.registry_admin import GDAP_TAG
 
 APP_NAME = "authwatch"
@@ -131,46 +131,37 @@ class PartnerRun:
 async def run_partner(run: PartnerRun, env: Mapping[str, str], endpoints: Any, storage: Any, config_for: Any,
                       prompt: Any = None) -> int:
     """Sign the operator in, discover, onboard what was asked; print as text or JSON. The CLI's and the demo's."""
-    from shared.tenants.registry import TenantRegistry
-
     now = datetime.now(timezone.utc)
-    operator = OperatorSignIn(run.client_id, run.partner, endpoints, prompt or _prompt)
-    client = PartnerClient(endpoints, operator.token)
-    registry = TenantRegistry(storage.table_service())
-    records = OnboardingRecords(storage.table_service())
     text = run.text
     outcomes: list[OnboardingRecord] = []
     try:
-        await registry.create()
-        await operator.sign_in(GRAPH_SCOPE)
-        found = await discover(client, registry, records, now=now)
-        if text:
-            _print_discovery(found)
-        wanted = _selection(found, run.selected, run.onboard)
-        if wanted:
-            await operator.token(PARTNER_CENTER_SCOPE)  # its consent (AdminAgents, MFA) fails here, not 300 times
+        async with partner_session(run.client_id, run.partner, endpoints, storage, prompt or _prompt) as session:
+            found = await discover(session.client, session.registry, session.records, now=now)
             if text:
-                print(f"\nOnboarding {len(wanted)} customer(s), {run.concurrency} at a time …", flush=True)
-            outcomes = await onboard(
-                wanted, client, registry, records, app_id=run.client_id, app_name=APP_NAME, config_for=config_for,
-                check=lambda config: onboarding.check_access(config.tenant_id, config.credential, endpoints, env,
-                                                             now=now, assertion_provider=_assertion(config, env)),
-                now=now, concurrency=run.concurrency, progress=_progress if text else None)
-            if text:
-                _print_outcomes(outcomes)
-        if not text:
-            print(json.dumps({**found.to_json(), "onboarded": [record.to_json() for record in outcomes]}, indent=2))
+                _print_discovery(found)
+            wanted = _selection(found, run.selected, run.onboard)
+            if wanted:
+                # Partner Center's consent (AdminAgents, MFA) fails here, once, not once per customer.
+                await session.operator.token(PARTNER_CENTER_SCOPE)
+                if text:
+                    print(f"\nOnboarding {len(wanted)} customer(s), {run.concurrency} at a time …", flush=True)
+                outcomes = await onboard(
+                    wanted, session.client, session.registry, session.records, app_id=run.client_id,
+                    app_name=APP_NAME, config_for=config_for,
+                    check=lambda config: onboarding.check_access(config.tenant_id, config.credential, endpoints, env,
+                                                                 now=now, assertion_provider=_assertion(config, env)),
+                    now=now, concurrency=run.concurrency, progress=_progress if text else None)
+                if text:
+                    _print_outcomes(outcomes)
+            if not text:
+                print(json.dumps({**found.to_json(), "onboarded": [record.to_json() for record in outcomes]},
+                                 indent=2))
     except OperatorSignInError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (PartnerCallError, RelationshipError) as error:
         print(f"error: reading your GDAP customers failed: {error}", file=sys.stderr)
         return 2
-    finally:
-        await client.aclose()
-        operator.close()
-        await records.close()
-        await registry.close()
     return 1 if any(record.state != "ready" or record.fix for record in outcomes) else 0
 
 
@@ -253,28 +244,18 @@ def _print_outcomes(outcomes: list[OnboardingRecord]) -> None:
 
 
 def run_onboarding(args: argparse.Namespace) -> int:
-    from shared.settings import Settings
+    """What the dashboard's Onboarding page shows (shared/views/onboarding_view.py), those needing a fix first."""
+    from shared.cli.fleetcmd import with_fleet
+    from shared.views.onboarding_view import EMPTY, onboarding_overview
 
-    try:
-        storage = account(Settings.from_env(os.environ).storage)
-    except SettingsError as error:
-        raise UsageError(str(error)) from None
-
-    async def read() -> list[OnboardingRecord]:
-        records = OnboardingRecords(storage.table_service())
-        try:
-            return await records.all()
-        finally:
-            await records.close()
-
-    found = asyncio.run(read())
+    customers = with_fleet(onboarding_overview)["customers"]
     if args.format == "json":
-        print(json.dumps([record.to_json() for record in found], indent=2))
+        print(json.dumps(customers, indent=2))
         return 0
-    if not found:
-        print("No GDAP onboarding yet: run `authwatch tenants discover`.")
-    for record in found:
-        print(f"{record.name} ({record.tenant_id}): {record.state.replace('_', ' ')}")
-        if record.fix:
-            print(f"  fix: {record.fix}")
+    if not customers:
+        print(EMPTY)
+    for row in customers:
+        print(f"{row['name']} ({row['tenantId']}): {row['label']}")
+        if row["fix"]:
+            print(f"  fix: {row['fix']}")
     return 0

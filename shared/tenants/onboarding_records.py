@@ -30,6 +30,7 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
 from shared.model import format_time, parse_time_or_none
+from shared.storage.account import StorageAccount, account
 from shared.tenants.config import as_utc, tenant_key
 from shared.tenants.registry import TABLE
 
@@ -98,6 +99,16 @@ class OnboardingRecords:
         self._service = service
         self._table = service.get_table_client(TABLE)
 
+    @classmethod
+    def from_connection_string(cls, connection_string: str | StorageAccount) -> OnboardingRecords:
+        return cls(account(connection_string).table_service())
+
+    async def __aenter__(self) -> OnboardingRecords:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
     async def save(self, record: OnboardingRecord) -> None:
         await self._table.upsert_entity(_entity(record), mode=UpdateMode.REPLACE)
 
@@ -109,10 +120,13 @@ class OnboardingRecords:
 
     async def all(self) -> list[OnboardingRecord]:
         found: list[OnboardingRecord] = []
-        async for entity in self._table.query_entities("PartitionKey eq @pk", parameters={"pk": PARTITION}):
-            found.append(_record(entity))
-            if len(found) >= MAX_RECORDS:
-                break  # bounded: more customers than any partner has; the list says how many it shows
+        try:
+            async for entity in self._table.query_entities("PartitionKey eq @pk", parameters={"pk": PARTITION}):
+                found.append(_record(entity))
+                if len(found) >= MAX_RECORDS:
+                    break  # bounded: more customers than any partner has; the list says how many it shows
+        except ResourceNotFoundError:
+            return []  # no registry table yet: nothing was ever onboarded
         return sorted(found, key=lambda record: (record.name.lower(), record.tenant_id))
 
     async def forget(self, tenant_id: str) -> None:

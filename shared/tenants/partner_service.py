@@ -8,18 +8,50 @@ once — a watched customer whose relationships have all ended (its record keeps
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from shared.collect.partner import PartnerClient
+from shared.collect.endpoints import MicrosoftEndpoints
+from shared.collect.operator import OperatorSignIn, Prompt
+from shared.collect.partner import GRAPH_SCOPE, PartnerClient
+from shared.storage.account import StorageAccount
 from shared.tenants.config import TenantConfig, TenantExists
 from shared.tenants.gdap import Customer, customers
 from shared.tenants.onboarding import AccessCheck
 from shared.tenants.onboarding_records import OnboardingRecord, OnboardingRecords
 from shared.tenants.partner_onboarding import DEFAULT_CONCURRENCY, Progress, onboard_all, onboard_customer
 from shared.tenants.registry import TenantRegistry
+
+
+@dataclass
+class PartnerSession:
+    """The operator signed in, the onboarding client over their tokens, the registry and the records."""
+
+    operator: OperatorSignIn
+    client: PartnerClient
+    registry: TenantRegistry
+    records: OnboardingRecords
+
+
+@asynccontextmanager
+async def partner_session(client_id: str, partner_tenant: str, endpoints: MicrosoftEndpoints, storage: StorageAccount,
+                          prompt: Prompt) -> AsyncIterator[PartnerSession]:
+    """Open everything an onboarding run uses and sign the operator in (the one prompt); close it all after."""
+    operator = OperatorSignIn(client_id, partner_tenant, endpoints, prompt)
+    session = PartnerSession(operator, PartnerClient(endpoints, operator.token),
+                             TenantRegistry(storage.table_service()), OnboardingRecords(storage.table_service()))
+    try:
+        await session.registry.create()
+        await operator.sign_in(GRAPH_SCOPE)
+        yield session
+    finally:
+        await session.client.aclose()
+        operator.close()
+        await session.records.close()
+        await session.registry.close()
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
 
 from shared.tenants.onboarding_records import MAX_RECORDS, STATES, OnboardingRecord, OnboardingRecords
 
@@ -61,13 +60,7 @@ async def onboarding_overview(fleet: Any) -> dict[str, Any]:
     {"customers": [record.to_json() + "label", "needsFix"], "counts": {state: n}, "needsFix": n, "truncated"}.
     Reads the registry's table in the storage account the fleet's settings name (as shared/views/api.py does)."""
     from shared.settings import Settings
-    from shared.storage.account import account
 
-    records = OnboardingRecords(account(Settings.from_env(fleet.env).storage).table_service())
-    try:
+    async with OnboardingRecords.from_connection_string(Settings.from_env(fleet.env).storage) as records:
         found = await records.all()
-    except ResourceNotFoundError:
-        found = []  # no registry table yet: nothing was ever onboarded, which is what the page then says
-    finally:
-        await records.close()
     return overview_of(found, truncated=len(found) >= MAX_RECORDS)

@@ -39,18 +39,19 @@ def _storage(fleet: Fleet) -> Any:
 async def onboarding_states(fleet: Fleet) -> dict[str, dict[str, Any]]:
     """Each tenant's GDAP onboarding state (tenant id → {"state", "fix", …}, from `authwatch tenants discover`'s
     records), shown as `onboarding` in the fleet listing; a tenant added by hand has none."""
-    from azure.core.exceptions import ResourceNotFoundError
-
-    from shared.storage.account import account
     from shared.tenants.onboarding_records import OnboardingRecords
 
-    records = OnboardingRecords(account(_storage(fleet)).table_service())
-    try:
+    async with OnboardingRecords.from_connection_string(_storage(fleet)) as records:
         return {record.tenant_id: record.to_json() for record in await records.all()}
-    except ResourceNotFoundError:
-        return {}  # no registry table yet
-    finally:
-        await records.close()
+
+
+async def onboarding_state(fleet: Fleet, tenant_id: str) -> dict[str, Any] | None:
+    """One tenant's onboarding record (one read, for `tenants show`), or None (none, or no registry table yet)."""
+    from shared.tenants.onboarding_records import OnboardingRecords
+
+    async with OnboardingRecords.from_connection_string(_storage(fleet)) as records:
+        record = await records.get(tenant_id)
+    return record.to_json() if record is not None else None
 
 
 async def _mark_removed(fleet: Fleet, removed: TenantConfig) -> None:
@@ -58,10 +59,9 @@ async def _mark_removed(fleet: Fleet, removed: TenantConfig) -> None:
     alone). Best effort: the removal is done and its withdrawal steps must reach the operator whatever happens here."""
     from datetime import timezone
 
-    from shared.storage.account import account
     from shared.tenants.onboarding_records import OnboardingRecord, OnboardingRecords
 
-    records = OnboardingRecords(account(_storage(fleet)).table_service())
+    records = OnboardingRecords.from_connection_string(_storage(fleet))
     try:
         if await records.get(removed.tenant_id) is not None or registry_admin.GDAP_TAG in removed.tags:
             await records.save(OnboardingRecord(
@@ -125,7 +125,7 @@ async def tenant_overview(fleet: Fleet, tenant_id: str, *, now: datetime,
         "credentialMode": config.credential.mode, "status": _status(config, record.state),
         "lastSuccessAt": summary["lastSuccessAt"], "lastCollectedAt": summary["lastCollectedAt"],
         "problem": _problem(config, record.state), "failing": summary["failing"], "pending": summary["pending"],
-        "onboarding": (await onboarding_states(fleet)).get(config.tenant_id),
+        "onboarding": await onboarding_state(fleet, config.tenant_id),
         "openAlerts": [{name: alert.get(name) for name in ("id", "at", "type", "control", "severity", "summary",
                                                            "acknowledged", "snoozed")} for alert in opened.alerts],
         "openAlertsOmitted": opened.omitted,

@@ -17,3 +17,11 @@ def require_chromium() -> Any:
                     allow_module_level=True)
     return pytest.importorskip("playwright.sync_api",
                                reason="playwright is not installed (pip install -r requirements-dev.txt)")
+
+
+def collect_problems(tab: Any, problems: list[str]) -> Any:
+    """Record the tab's script errors and failed loads (console errors, page errors, CSP violations) in `problems`,
+    which each test's page fixture asserts empty at the end."""
+    tab.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    tab.on("pageerror", lambda error: problems.append(str(error)))
+    return tab

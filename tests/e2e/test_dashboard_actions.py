@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.e2e.browser import CHROMIUM, require_chromium  # noqa: E402
+from tests.e2e.browser import CHROMIUM, collect_problems, require_chromium  # noqa: E402
 
 sync_api = require_chromium()
 
@@ -56,8 +56,7 @@ def _open(browser, base_url: str, problems: list[str], **options: Any) -> Any:
     context = browser.new_context(base_url=base_url, accept_downloads=True,
                                   **({"viewport": {"width": 1400, "height": 900}} | options))
     tab = context.new_page()
-    tab.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    tab.on("pageerror", lambda error: problems.append(str(error)))
+    collect_problems(tab, problems)
     return tab
 
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.e2e.browser import CHROMIUM, require_chromium  # noqa: E402
+from tests.e2e.browser import CHROMIUM, collect_problems, require_chromium  # noqa: E402
 
 sync_api = require_chromium()
 
@@ -56,8 +56,7 @@ def page(browser, server) -> Iterator[Any]:
     problems: list[str] = []
     context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=server.url)
     tab = context.new_page()
-    tab.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    tab.on("pageerror", lambda error: problems.append(str(error)))
+    collect_problems(tab, problems)
     yield tab
     context.close()
     assert problems == []  # no script error, no CSP violation, no failed request

@@ -12,15 +12,13 @@ from typing import Any
 
 import pytest
 
-from shared.collect.operator import OperatorSignIn, OperatorSignInError
-from shared.collect.partner import GRAPH_SCOPE, PartnerClient
+from shared.collect.operator import OperatorSignInError
 from shared.collect.credentials import CredentialSpec
 from shared.storage.account import account
 from shared.tenants import onboarding
 from shared.tenants.config import TenantConfig
 from shared.tenants.onboarding_records import OnboardingRecords
-from shared.tenants.partner_service import discover, onboard
-from shared.tenants.registry import TenantRegistry
+from shared.tenants.partner_service import discover, onboard, partner_session
 from simulator.msp_fleet import (
     CUSTOMER_IDS,
     EXPIRING_ID,
@@ -51,20 +49,9 @@ class World:
         return TenantConfig(tenant_id=customer.tenant_id, display_name=customer.name, credential=spec, tags=("gdap",))
 
     async def run(self, body: Any) -> Any:
-        operator = OperatorSignIn(self.app_id, PARTNER_TENANT_ID, self.endpoints,
-                                  lambda uri, code, expires: self.prompts.append(code))
-        client = PartnerClient(self.endpoints, operator.token)
-        registry = TenantRegistry(self.storage.table_service())
-        records = OnboardingRecords(self.storage.table_service())
-        try:
-            await registry.create()
-            await operator.sign_in(GRAPH_SCOPE)
-            return await body(client, registry, records)
-        finally:
-            await client.aclose()
-            operator.close()
-            await records.close()
-            await registry.close()
+        async with partner_session(self.app_id, PARTNER_TENANT_ID, self.endpoints, self.storage,
+                                   lambda uri, code, expires: self.prompts.append(code)) as session:
+            return await body(session.client, session.registry, session.records)
 
     async def onboard(self, client: Any, registry: Any, records: Any, selected: list[Any]) -> list[Any]:
         now = datetime.now(timezone.utc)
